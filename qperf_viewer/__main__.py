@@ -1,0 +1,3 @@
+from qperf_viewer.cli import main
+
+raise SystemExit(main())

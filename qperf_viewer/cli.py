@@ -1,0 +1,78 @@
+"""Command line entry point ``qperf-viewer``.
+
+With no subcommand the GUI opens. Each subcommand lives in the module that owns the work and
+exposes ``register(subparsers)``; that module imports only ``argparse`` at top level and does
+its heavy imports inside the handler, so ``--help`` and ``--version`` stay fast.
+Handlers return an exit status (0 success, 1 finished with problems, 2 bad input/usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from qperf_viewer import __version__
+from qperf_viewer.errors import QPerfError
+
+#: Modules that contribute subcommands, in help order.
+COMMAND_MODULES = (
+    "qperf_viewer.pipeline_cli",  # analyze
+    "qperf_viewer.gui.cli",  # gui
+    "qperf_viewer.dicom.cli",  # index
+    "qperf_viewer.seg.cli",  # segment, train
+    "qperf_viewer.quant.cli",  # map
+    "qperf_viewer.phantom.cli",  # phantom, demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qperf-viewer",
+        description="Quantitative myocardial perfusion MRI: review, segmentation, MBF/MPR report.",
+    )
+    parser.add_argument("--version", action="version", version=f"qperf-viewer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # subcommand not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        if args.command is None:
+            try:
+                from qperf_viewer.gui.app import run_gui
+            except ImportError as exc:
+                print(f"qperf-viewer: the GUI is not available ({exc}).", file=sys.stderr)
+                return 2
+            return run_gui([])
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except QPerfError as exc:
+        print(f"qperf-viewer {args.command}: {exc.user_message()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qperf-viewer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

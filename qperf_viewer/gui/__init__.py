@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph desktop application: a thin layer of views over the Qt-free core."""

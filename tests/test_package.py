@@ -1,0 +1,59 @@
+"""Package-level behaviour: entry point, version, Qt-free core, resource lookup."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from qperf_viewer import __version__, config
+from qperf_viewer.cli import main
+
+CORE_MODULES = [
+    "qperf_viewer.geometry",
+    "qperf_viewer.exam",
+    "qperf_viewer.errors",
+    "qperf_viewer.config",
+    "qperf_viewer.cli",
+    "qperf_viewer.phantom",
+    "qperf_viewer.dicom",
+    "qperf_viewer.quant",
+    "qperf_viewer.seg",
+    "qperf_viewer.sectors",
+    "qperf_viewer.pipeline",
+]
+
+
+def test_version_flag(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_core_is_qt_free():
+    """Importing every core module must not load PySide6 or pyqtgraph."""
+    code = (
+        "import importlib, sys\n"
+        f"mods = {CORE_MODULES!r}\n"
+        "for m in mods:\n"
+        "    try:\n"
+        "        importlib.import_module(m)\n"
+        "    except ModuleNotFoundError as e:\n"
+        "        if not (e.name and m.startswith(e.name)):\n"
+        "            raise\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_user_dirs_follow_qperf_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("QPERF_HOME", str(tmp_path))
+    assert config.user_cache_dir() == tmp_path / "cache"
+    assert config.user_data_dir() == tmp_path / "data"
+
+
+def test_models_and_resources_dirs_exist():
+    assert config.models_dir().is_dir()
+    assert config.resources_dir().is_dir()
