@@ -42,7 +42,8 @@ def test_core_is_qt_free():
         "    except ModuleNotFoundError as e:\n"
         "        if not (e.name and m.startswith(e.name)):\n"
         "            raise\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]\n"
+        "qt = ('PySide6', 'pyqtgraph', 'shiboken6')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in qt]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
