@@ -1,0 +1,124 @@
+"""Results of the one analysis pipeline (Qt-free data only).
+
+Produced by :func:`qperf_viewer.pipeline.analyze_exam`, consumed by the CLI writers, the report
+and the GUI. Nothing here is mutated after creation by the pipeline: a manual edit produces a new
+:class:`Segmentation` whose ``parent_hash`` points to the automatic one, and
+:func:`qperf_viewer.pipeline.apply_edit` returns a new :class:`AnalysisResult` with segment values
+re-aggregated from the unchanged pixel maps.
+
+Axes: images (T, Y, X); maps (Y, X) in the slice's DICOM pixel grid at the motion-correction
+reference frame; points (row, col). Units: s, mmol/L, mL/min/g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qperf_viewer.exam import PerfusionExam, SliceSeries
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A named time curve: times_s (T,), values (T,), unit ('mmol/L', 'a.u.', ...)."""
+
+    name: str
+    times_s: np.ndarray
+    values: np.ndarray
+    unit: str
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Label map (0 bg, 1 LV, 2 myo, 3 RV) with landmarks; source 'automatic' or 'manual'.
+
+    parent_hash: content hash of the automatic segmentation a manual one derives from.
+    contours: optional control points {'endo': (N,2), 'epi': (M,2)} (row, col) of manual edits.
+    """
+
+    labels: np.ndarray
+    lv_centre: tuple[float, float] | None
+    rv_insertion_anterior: tuple[float, float] | None
+    rv_insertion_inferior: tuple[float, float] | None
+    confidence: float = 0.0
+    source: str = "automatic"
+    parent_hash: str | None = None
+    contours: dict | None = None
+    flags: tuple[str, ...] = ()
+
+    def content_hash(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256(np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
+        for p in (self.lv_centre, self.rv_insertion_anterior, self.rv_insertion_inferior):
+            h.update(repr(None if p is None else tuple(round(float(v), 3) for v in p)).encode())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class SegmentValue:
+    """MBF summary of one AHA segment (mL/min/g); ``None`` where not covered or unreliable."""
+
+    segment: int
+    mbf: float | None
+    endo: float | None = None
+    epi: float | None = None
+    n_pixels: int = 0
+    n_reliable: int = 0
+    reliable: bool = False
+
+
+@dataclass
+class SliceResult:
+    """Everything computed for one slice of one condition.
+
+    corrected: motion-corrected images (T, Y, X), same units as the series.
+    shifts_px: (T, 2) transform reference -> frame (drow, dcol).
+    gd: (T, Y, X) mmol/L or None when Gd conversion was impossible.
+    mbf / mbf_valid: (Y, X) float32 mL/min/g (0 where invalid) and bool reliability, covering the
+        myocardium dilated by 5 mm.
+    aha: (Y, X) uint8 segment numbers on myocardial pixels.
+    """
+
+    condition: str
+    slice_index: int
+    position: str | None
+    series: SliceSeries
+    reference_frame: int
+    corrected: np.ndarray
+    shifts_px: np.ndarray
+    gd: np.ndarray | None
+    segmentation: Segmentation | None
+    aha: np.ndarray | None
+    mbf: np.ndarray | None = None
+    mbf_valid: np.ndarray | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    curves: list[Curve] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    automatic: Segmentation | None = None
+
+
+@dataclass
+class ConditionResult:
+    name: str
+    slices: list[SliceResult]
+    aif: Curve | None
+    aif_source: str
+    heart_rate_bpm: float | None
+    segments: dict[int, SegmentValue]
+    global_mbf: float | None
+    semiquant: dict[str, dict[int, float | None]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnalysisResult:
+    exam: PerfusionExam
+    conditions: dict[str, ConditionResult]
+    model: str
+    mpr_global: float | None
+    mpr_segments: dict[int, float | None]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
