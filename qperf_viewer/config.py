@@ -28,8 +28,8 @@ def resources_dir() -> Path:
     env = os.environ.get("QPERF_RESOURCES")
     cands = [Path(env)] if env else []
     cands += [PACKAGE_DIR.parent / "resources", PACKAGE_DIR / "_bundled" / "resources"]
-    if getattr(sys, "frozen", False):
-        cands.insert(0, Path(getattr(sys, "_MEIPASS", PACKAGE_DIR)) / "resources")
+    if getattr(sys, "frozen", False):  # after the env override, before the rest
+        cands.insert(1 if env else 0, Path(getattr(sys, "_MEIPASS", PACKAGE_DIR)) / "resources")
     return _first_existing(cands)
 
 
@@ -38,8 +38,8 @@ def models_dir() -> Path:
     env = os.environ.get("QPERF_MODELS")
     cands = [Path(env)] if env else []
     cands += [PACKAGE_DIR.parent / "models", PACKAGE_DIR / "_bundled" / "models"]
-    if getattr(sys, "frozen", False):
-        cands.insert(0, Path(getattr(sys, "_MEIPASS", PACKAGE_DIR)) / "models")
+    if getattr(sys, "frozen", False):  # after the env override, before the rest
+        cands.insert(1 if env else 0, Path(getattr(sys, "_MEIPASS", PACKAGE_DIR)) / "models")
     return _first_existing(cands)
 
 

@@ -1,0 +1,159 @@
+"""Arterial input function of a condition (:mod:`qperf_viewer.quant.aif` does the work).
+
+Order: the dual-sequence AIF series (LV blood pool found from the temporal behaviour by
+:func:`~qperf_viewer.quant.aif.detect_aif`, its robust mean signal converted to Gd with the
+series' own PD frames and TS), else the LV blood pool of a basal or mid perfusion slice
+(:func:`~qperf_viewer.quant.aif.aif_from_perfusion` on its Gd, flagged: saturation may bias
+MBF), else none (no MBF). A hand-drawn region replaces both (:func:`manual_aif`).
+Curves cover the dynamic (non-PD) frames at their own times (s, condition time base); the
+kinetic fit interpolates them to each slice's times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qperf_viewer.errors import InputError
+from qperf_viewer.exam import LABEL_LV, AifSeries, ConditionData
+from qperf_viewer.pipeline.common import (
+    AIF_DUAL,
+    AIF_NONE,
+    AIF_POOL,
+    FLAG_AIF_BLOOD_POOL,
+    MIN_AIF_PEAK_MMOL_L,
+)
+from qperf_viewer.results import Curve, SliceResult
+
+AIF_MANUAL = "manual"
+
+
+def _dynamic(n_frames: int, pd_frames) -> np.ndarray:
+    pd = {int(i) for i in pd_frames}
+    return np.array([i for i in range(n_frames) if i not in pd], dtype=int)
+
+
+def aif_problem(values: np.ndarray) -> str | None:
+    """None when a Gd curve (dynamic frames) looks like a first pass, else why not."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 6 or not np.all(np.isfinite(v)):
+        return "too few frames"
+    pk = int(np.argmax(v))
+    if float(v[pk]) < MIN_AIF_PEAK_MMOL_L:
+        return f"peak {float(v[pk]):.2f} mmol/L < {MIN_AIF_PEAK_MMOL_L:g}"
+    if pk < 2:
+        return "peak before the bolus could arrive"
+    return None
+
+
+def aif_from_series(
+    aif: AifSeries, field_strength_t: float | None
+) -> tuple[Curve | None, list[str]]:
+    """AIF (Gd, dynamic frames) of a dual-sequence AIF series, or None and why."""
+    from qperf_viewer.quant.aif import detect_aif
+    from qperf_viewer.quant.gd import images_to_gd
+
+    try:
+        det = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames)
+    except InputError as exc:
+        return None, [f"AIF series: {exc.message}"]
+    flags = list(det.flags)
+    dyn = _dynamic(len(det.curve), aif.pd_frames)
+    if aif.units == "gd":
+        values = np.asarray(det.curve, dtype=np.float64)[dyn]
+    else:
+        g = images_to_gd(
+            det.curve,
+            aif.pd_frames,
+            ts_ms=aif.ts_ms,
+            times_s=aif.times_s,
+            field_strength_t=field_strength_t,
+            tissue="blood",
+        )
+        flags += [f"AIF Gd: {f}" for f in g.flags]
+        if g.gd_mmol_l is None:
+            return None, flags + ["AIF series: no Gd conversion possible"]
+        values = np.asarray(g.gd_mmol_l, dtype=np.float64)[dyn]
+    why = aif_problem(values)
+    if why:
+        return None, flags + [f"AIF series unusable ({why})"]
+    times = np.asarray(aif.times_s, dtype=np.float64)[dyn]
+    return Curve("aif", times, values, "mmol/L"), flags
+
+
+def aif_from_slices(slices: list[SliceResult]) -> tuple[Curve | None, list[str]]:
+    """AIF from the LV blood pool of the perfusion slice with the largest pool (basal or mid
+    preferred), or None and why."""
+    from qperf_viewer.quant.aif import aif_from_perfusion
+
+    cands = []
+    for sr in slices:
+        seg = sr.segmentation
+        if seg is None or sr.gd is None:
+            continue
+        n_lv = int((seg.labels == LABEL_LV).sum())
+        if n_lv >= 8:
+            cands.append((sr.position in ("basal", "mid"), n_lv, sr))
+    if not cands:
+        return None, ["no LV blood pool with Gd values for an AIF"]
+    _, _, sr = max(cands, key=lambda c: (c[0], c[1]))
+    try:
+        res = aif_from_perfusion(
+            sr.gd, sr.series.times_s, sr.segmentation.labels, skip_frames=sr.series.pd_frames
+        )
+    except InputError as exc:
+        return None, [f"LV blood-pool AIF: {exc.message}"]
+    dyn = sr.series.dynamic_frames
+    values = np.asarray(res.curve, dtype=np.float64)[dyn]
+    why = aif_problem(values)
+    if why:
+        return None, [f"LV blood-pool AIF unusable ({why})"]
+    times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
+    return Curve("aif", times, values, "mmol/L"), [
+        f"{FLAG_AIF_BLOOD_POOL} (slice {sr.slice_index + 1}, {sr.position or 'extra'})"
+    ]
+
+
+def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:
+    """AIF from a hand-drawn region (Y, X) bool on a slice's Gd images; InputError when the
+    region is empty, the slice has no Gd or the curve is no first pass."""
+    from qperf_viewer.quant.aif import aif_from_region
+
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != tuple(sr.corrected.shape[1:]) or not m.any():
+        raise InputError("the AIF region must be a non-empty (Y, X) mask of the slice.")
+    if sr.gd is None:
+        raise InputError("this slice has no Gd values: a manual AIF cannot be used.")
+    res = aif_from_region(sr.gd, sr.series.times_s, m, source=AIF_MANUAL)
+    dyn = sr.series.dynamic_frames
+    values = np.asarray(res.curve, dtype=np.float64)[dyn]
+    why = aif_problem(values)
+    if why:
+        raise InputError(
+            f"the drawn region does not give a usable AIF ({why}).",
+            hint="Draw it inside the LV blood pool.",
+        )
+    times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
+    note = f"AIF drawn by hand on slice {sr.slice_index + 1} ({int(m.sum())} pixels)"
+    return Curve("aif", times, values, "mmol/L"), [note]
+
+
+def condition_aif(
+    cd: ConditionData, slices: list[SliceResult], field_strength_t: float | None
+) -> tuple[Curve | None, str, list[str]]:
+    """(AIF curve over dynamic frames, source, flags) of a condition."""
+    flags: list[str] = []
+    if cd.aif is not None:
+        try:
+            curve, f = aif_from_series(cd.aif, field_strength_t)
+        except (InputError, ValueError) as exc:
+            curve, f = None, [f"AIF series failed: {getattr(exc, 'message', exc)}"]
+        flags += f
+        if curve is not None:
+            return curve, AIF_DUAL, flags
+    else:
+        flags.append("no dual-sequence AIF series")
+    curve, f = aif_from_slices(slices)
+    flags += f
+    if curve is not None:
+        return curve, AIF_POOL, flags
+    return None, AIF_NONE, flags

@@ -1,0 +1,319 @@
+"""analyze_exam: the whole analysis of an assembled exam; apply_manual_aif; partial-exam notes and
+the exit status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qperf_viewer import __version__
+from qperf_viewer.errors import CancelledError, InputError, ModelError
+from qperf_viewer.exam import (
+    CONDITIONS,
+    PerfusionExam,
+)
+from qperf_viewer.pipeline.aggregate import (
+    condition_heart_rate,
+    condition_result,
+    mpr_of,
+    stress_response_flag,
+)
+from qperf_viewer.pipeline.aif import AIF_MANUAL, condition_aif, manual_aif
+from qperf_viewer.pipeline.common import (
+    AIF_NONE,
+    AIF_POOL,
+    FLAG_AIF_BLOOD_POOL,
+    FLAG_NO_GD,
+    MODELS,
+    Progress,
+    Segmenter,
+    StageClock,
+    check_cancel,
+    monotonic_progress,
+    report_progress,
+)
+from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slice_position
+from qperf_viewer.pipeline.segmenter import OnnxSegmenter
+from qperf_viewer.pipeline.slices import (
+    failed_slice,
+    nearest_position,
+    prepare_slice,
+    quantify_slice,
+    slice_curves,
+)
+from qperf_viewer.results import (
+    AnalysisResult,
+    ConditionResult,
+    Segmentation,
+    SliceResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------- analyze_exam
+def _why(exc: BaseException) -> str:
+    msg = exc.user_message() if hasattr(exc, "user_message") else str(exc)
+    return msg if isinstance(exc, InputError) else f"{type(exc).__name__}: {msg}"
+
+
+def _model_key(model: str) -> str:
+    key = str(model).strip().lower()
+    if key not in MODELS:
+        raise InputError(f"unknown kinetic model {model!r}; choose one of: {', '.join(MODELS)}.")
+    return key
+
+
+def _versions(model: str, seg_version: str) -> dict[str, str]:
+    import numpy
+    import scipy
+
+    return {
+        "qperf-viewer": __version__,
+        "segmentation model": seg_version,
+        "kinetic model": {
+            "btex": "BTEX (distributed blood-tissue exchange, reported)",
+            "fermi": "Fermi-constrained deconvolution (reported)",
+        }[model],
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def default_segmenter() -> Segmenter:
+    """The shipped ONNX model, loaded (ModelError when missing or damaged)."""
+    seg = OnnxSegmenter()
+    seg.load()
+    return seg
+
+
+def analyze_exam(
+    exam: PerfusionExam,
+    *,
+    model: str = "btex",
+    segmenter: Segmenter | None = None,
+    progress: Progress | None = None,
+    cancel: Any = None,
+    edits: str | Path | Mapping[tuple[str, int], Segmentation | None] | None = None,
+    quantify: bool = True,
+) -> AnalysisResult:
+    """Analyse an assembled exam: per slice motion correction, segmentation (``segmenter``,
+    default the shipped ONNX model), Gd conversion and AHA sectors; per condition the AIF
+    (dual-sequence series, else the LV blood pool with a flag); per slice pixelwise MBF over the
+    myocardium dilated by 5 mm (``model`` 'btex' or 'fermi'); segment, endo/epi and global
+    values, semi-quantitative indices, heart rate; MPR.
+
+    edits: saved segmentations to apply (an ``edits/`` folder of
+    :mod:`qperf_viewer.seg.edits` files, or {(condition, slice_index): Segmentation or None
+    (slice rejected)}). quantify: False stops after sectors (the ``segment`` command).
+    Raises ModelError (model missing), CancelledError; a failing slice is flagged instead.
+    """
+    key = _model_key(model)
+    clock = StageClock()
+    progress = monotonic_progress(progress)
+    t_start = time.perf_counter()
+    if not exam.conditions:
+        raise InputError("the exam holds no stress or rest perfusion slices.")
+    report_progress(progress, 0.0, "loading the segmentation model")
+    if segmenter is None:
+        with clock("model_load"):
+            segmenter = default_segmenter()
+    seg_version = str(getattr(segmenter, "version", "") or "injected segmenter")
+    n_total = sum(len(cd.slices) for cd in exam.conditions.values())
+    steps = max(1, 2 * n_total if quantify else n_total)
+    done = 0
+    conditions: dict[str, ConditionResult] = {}
+    for name in CONDITIONS:
+        cd = exam.conditions.get(name)
+        if cd is None:
+            continue
+        positions = [ss.position for ss in cd.slices]
+        slices: list[SliceResult] = []
+        for k, ss in enumerate(cd.slices):
+            check_cancel(cancel)
+            report_progress(
+                progress,
+                done / steps,
+                f"{name} slice {k + 1}/{len(cd.slices)}: motion correction, segmentation, Gd",
+            )
+            try:
+                pos = nearest_position(positions, k)
+                sr = prepare_slice(name, ss, pos, exam, segmenter, clock, gd=quantify)
+            except (CancelledError, ModelError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+                log.warning("%s slice %d failed", name, ss.slice_index, exc_info=True)
+                sr = failed_slice(name, ss, _why(exc))
+            slices.append(sr)
+            done += 1
+        flags = list(cd.flags)
+        aif, source = None, AIF_NONE
+        if quantify:
+            check_cancel(cancel)
+            report_progress(progress, done / steps, f"{name}: arterial input function")
+            with clock("aif"):
+                aif, source, aflags = condition_aif(cd, slices, exam.field_strength_t)
+            flags += aflags
+            for k, sr in enumerate(slices):
+                check_cancel(cancel)
+                report_progress(
+                    progress, done / steps, f"{name} slice {k + 1}/{len(slices)}: MBF map"
+                )
+                done += 1
+                if sr.gd is None and sr.segmentation is not None:
+                    sr.flags.append(FLAG_NO_GD)
+                if aif is None or sr.gd is None:
+                    continue
+                try:
+                    quantify_slice(sr, aif, key, clock)
+                except CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("%s slice %d: MBF failed", name, sr.slice_index, exc_info=True)
+                    sr.flags.append(f"MBF failed: {_why(exc)}")
+            if aif is None:
+                flags.append("MBF not computed: no usable AIF")
+        with clock("aggregate"):
+            for sr in slices:
+                sr.curves = slice_curves(sr)
+            failed = [sr for sr in slices if sr.segmentation is None]
+            for sr in failed:
+                flags.append(f"slice {sr.slice_index + 1} ({sr.position or 'extra'}) not analysed")
+            conditions[name] = condition_result(
+                name, slices, aif, source, condition_heart_rate(cd), flags
+            )
+    with clock("aggregate"):
+        st, re_ = conditions.get("stress"), conditions.get("rest")
+        if st is not None and re_ is not None:
+            f = stress_response_flag(st.heart_rate_bpm, re_.heart_rate_bpm)
+            if f:
+                st.flags.append(f)
+        mpr_g, mpr_s = mpr_of(st, re_)
+    result = AnalysisResult(
+        exam=exam,
+        conditions=conditions,
+        model=MODELS[key] if quantify else "none",
+        mpr_global=mpr_g,
+        mpr_segments=mpr_s,
+        flags=[],
+        versions=_versions(key, seg_version),
+    )
+    if edits is not None:
+        with clock("edits"):
+            result = apply_saved_edits(result, edits)
+    result.timings_s = {k: round(v, 4) for k, v in clock.t.items()}
+    result.timings_s["analysis"] = round(time.perf_counter() - t_start, 4)
+    report_progress(progress, 1.0, "analysis done")
+    return result
+
+
+# ------------------------------------------------------------------------ manual AIF
+_AIF_FLAG_PREFIXES = (
+    "AIF",
+    "no dual-sequence AIF series",
+    "no LV blood pool",
+    "LV blood-pool AIF",
+    "MBF not computed: no usable AIF",
+)
+
+
+def apply_manual_aif(
+    result: AnalysisResult,
+    condition: str,
+    slice_index: int,
+    mask: np.ndarray | None,
+    progress: Progress | None = None,
+    cancel: Any = None,
+) -> AnalysisResult:
+    """Re-fit one condition's MBF maps with the AIF from a hand-drawn region: ``mask`` bool
+    (Y, X) on slice ``slice_index`` (reference-frame grid) over the LV blood pool; None
+    returns to the automatic AIF. Segmentations (manual edits included) are kept; segment,
+    global and MPR values are re-aggregated. The AIF source becomes 'manual'."""
+    if condition not in result.conditions:
+        raise InputError(f"the result has no {condition} condition.")
+    key = _model_key(result.model)
+    cr = result.conditions[condition]
+    clock = StageClock()
+    if mask is None:
+        cd = result.exam.conditions[condition]
+        aif, source, aflags = condition_aif(cd, cr.slices, result.exam.field_strength_t)
+    else:
+        aif, aflags = manual_aif(cr.slices[slice_position(cr, slice_index)], mask)
+        source = AIF_MANUAL
+    slices = []
+    for k, sr in enumerate(cr.slices):
+        check_cancel(cancel)
+        report_progress(progress, k / max(1, len(cr.slices)), f"{condition} slice {k + 1}: MBF map")
+        new = dataclasses.replace(
+            sr,
+            mbf=None,
+            mbf_valid=None,
+            maps={n: v for n, v in sr.maps.items() if n == "gd_valid"},
+            flags=[f for f in sr.flags if not f.startswith(("MBF", FLAG_NO_GD))],
+        )
+        if aif is not None and new.gd is not None:
+            try:
+                quantify_slice(new, aif, key, clock)
+            except InputError as exc:
+                new.flags.append(f"MBF failed: {exc.message}")
+        new.curves = slice_curves(new)
+        slices.append(new)
+    flags = [f for f in cr.flags if not f.startswith(_AIF_FLAG_PREFIXES)] + aflags
+    if aif is None:
+        flags.append("MBF not computed: no usable AIF")
+    new_cr = condition_result(condition, slices, aif, source, cr.heart_rate_bpm, flags)
+    conds = dict(result.conditions)
+    conds[condition] = new_cr
+    g, segs = mpr_of(conds.get("stress"), conds.get("rest"))
+    report_progress(progress, 1.0, "MBF re-fitted")
+    return dataclasses.replace(result, conditions=conds, mpr_global=g, mpr_segments=segs)
+
+
+# ------------------------------------------------------------------ notes and exit status
+def partial_notes(result: AnalysisResult) -> list[str]:
+    """What is missing or degraded, in words for the report and the console (a missing
+    condition excepted: the report adds that note itself)."""
+    notes: list[str] = list(result.exam.flags) + list(result.flags)
+    quantified = result.model != "none"
+    for name, cr in result.conditions.items():
+        cap = name.capitalize()
+        cd = result.exam.conditions.get(name)
+        for f in cd.flags if cd is not None else []:
+            if "could not be loaded" in f:
+                notes.append(f"{cap}: {f}.")
+        for sr in cr.slices:
+            where = f"{cap} slice {sr.slice_index + 1} ({sr.position or 'extra'})"
+            failed = [f for f in sr.flags if f.startswith("analysis failed")]
+            if failed:
+                notes.append(f"{where}: {failed[0]}; its segments are not covered.")
+            elif sr.segmentation is not None and sr.aha is None:
+                why = next((f for f in sr.flags if f.startswith(SECTOR_PREFIXES)), "no sectors")
+                notes.append(f"{where}: {why}; its segments are not covered.")
+        if not quantified:
+            continue
+        if cr.global_mbf is None and any(sr.mbf is not None for sr in cr.slices):
+            notes.append(f"{cap}: no segment has a reliable MBF value.")
+        if cr.aif_source == AIF_POOL:
+            notes.append(f"{cap}: {FLAG_AIF_BLOOD_POOL}.")
+        if cr.aif_source == AIF_NONE and any(sr.gd is not None for sr in cr.slices):
+            notes.append(f"{cap}: no usable arterial input function; MBF not computed.")
+        if cr.slices and all(sr.gd is None for sr in cr.slices):
+            notes.append(
+                f"{cap}: no Gd conversion (TS unknown or no dynamic frames); MBF and "
+                "MPR not computed, semi-quantitative indices only."
+            )
+    return list(dict.fromkeys(notes))
+
+
+def exit_status(result: AnalysisResult) -> int:
+    """0: complete; 1: finished with problems (a condition missing, a slice failed, AIF
+    fallback, no MBF). Unusable input raises before a result exists (exit status 2)."""
+    missing = any(c not in result.conditions for c in CONDITIONS)
+    return 1 if missing or partial_notes(result) else 0

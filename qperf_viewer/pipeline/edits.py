@@ -1,0 +1,179 @@
+"""Segmentation edits: :func:`apply_edit` (re-aggregation from the unchanged pixel maps, no re-fit)
+and saved edits (``edits/`` folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from qperf_viewer.errors import InputError
+from qperf_viewer.exam import (
+    LABEL_LV,
+)
+from qperf_viewer.pipeline.aggregate import condition_result, mpr_of
+from qperf_viewer.pipeline.slices import nearest_position, sector_map, slice_curves
+from qperf_viewer.results import (
+    AnalysisResult,
+    ConditionResult,
+    Segmentation,
+    SliceResult,
+)
+
+# ---------------------------------------------------------------------------- edits
+SECTOR_PREFIXES = (
+    "no myocardium segmented",
+    "RV insertion points",
+    "slice position unknown",
+    "AHA segments undefined",
+)
+
+
+def slice_position(cr: ConditionResult, slice_index: int) -> int:
+    for k, sr in enumerate(cr.slices):
+        if sr.slice_index == int(slice_index):
+            return k
+    raise InputError(
+        f"{cr.name} has no slice {slice_index} (slices {[sr.slice_index for sr in cr.slices]})."
+    )
+
+
+def _complete(seg: Segmentation, sr: SliceResult) -> Segmentation:
+    """Check an edited segmentation against its slice and fill missing landmarks."""
+    labels = np.asarray(seg.labels)
+    shape = tuple(sr.corrected.shape[1:])
+    if labels.shape != shape:
+        raise InputError(
+            f"the segmentation has shape {labels.shape} but {sr.condition} slice "
+            f"{sr.slice_index} has {shape}.",
+            hint="It belongs to another series; delete it or re-run the analysis.",
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 3):
+        raise InputError("segmentation labels must be 0-3.")
+    labels = labels.astype(np.uint8)
+    centre, ant, inf = seg.lv_centre, seg.rv_insertion_anterior, seg.rv_insertion_inferior
+    if centre is None or ant is None or inf is None:
+        from qperf_viewer.seg.rv_insertion import rv_insertion_points
+
+        rv = rv_insertion_points(labels, sr.series.geometry)
+        centre = centre or rv.lv_centre
+        ant, inf = ant or rv.anterior, inf or rv.inferior
+    return dataclasses.replace(
+        seg, labels=labels, lv_centre=centre, rv_insertion_anterior=ant, rv_insertion_inferior=inf
+    )
+
+
+def apply_edit(
+    result: AnalysisResult,
+    condition: str,
+    slice_index: int,
+    segmentation: Segmentation | None,
+) -> AnalysisResult:
+    """A new result with one slice's segmentation replaced (None: slice rejected, left out of
+    the segment values): AHA sectors, curves, segment values (median of the unchanged pixel
+    map's reliable pixels over the new mask), global values, semi-quantitative indices and
+    MPR are re-aggregated; nothing is re-fitted and ``result`` is not modified.
+
+    slice_index: the slice's index in its condition (``SliceResult.slice_index``, basal to
+    apical as in the index and the mask/edit file names).
+    """
+    if condition not in result.conditions:
+        raise InputError(f"the result has no {condition} condition.")
+    cr = result.conditions[condition]
+    k = slice_position(cr, slice_index)
+    sr = cr.slices[k]
+    flags = [f for f in sr.flags if not f.startswith((*SECTOR_PREFIXES, "edit:"))]
+    aha = None
+    seg = None
+    if segmentation is not None:
+        seg = _complete(segmentation, sr)
+        positions = [s.position for s in cr.slices]
+        aha, sflags = sector_map(seg, sr.series.geometry, nearest_position(positions, k))
+        flags += sflags
+        if seg.source == "manual":
+            auto = sr.automatic
+            flags.append("edit: manual segmentation")
+            if auto is not None and seg.parent_hash and seg.parent_hash != auto.content_hash():
+                flags.append("edit: made on a different automatic segmentation; please review")
+    else:
+        flags.append("edit: slice rejected by the user (left out of the segment values)")
+    new_sr = dataclasses.replace(sr, segmentation=seg, aha=aha, flags=flags, curves=[])
+    new_sr.curves = slice_curves(new_sr)
+    slices = list(cr.slices)
+    slices[k] = new_sr
+    new_cr = condition_result(
+        cr.name, slices, cr.aif, cr.aif_source, cr.heart_rate_bpm, list(cr.flags)
+    )
+    conds = dict(result.conditions)
+    conds[condition] = new_cr
+    g, segs = mpr_of(conds.get("stress"), conds.get("rest"))
+    return dataclasses.replace(
+        result, conditions=conds, mpr_global=g, mpr_segments=segs, flags=list(result.flags)
+    )
+
+
+def load_edits(folder: str | Path) -> dict[tuple[str, int], Segmentation | None]:
+    """Saved segmentations of an ``edits/`` folder (:mod:`qperf_viewer.seg.edits` files
+    ``<condition>_slice<k>.npz``; slices marked 'rejected' in ``review.json`` map to None).
+    Unreadable files raise InputError naming the file."""
+    import json
+    import re
+
+    from qperf_viewer.seg.edits import load_edit
+
+    folder = Path(folder)
+    out: dict[tuple[str, int], Segmentation | None] = {}
+    if not folder.is_dir():
+        return out
+    for p in sorted(folder.glob("*_slice*.npz")):
+        m = re.fullmatch(r"(stress|rest)_slice(\d+)\.npz", p.name)
+        if not m:
+            continue
+        e = load_edit(p)
+        lv = np.argwhere(e.labels == LABEL_LV)
+        centre = (float(lv[:, 0].mean()), float(lv[:, 1].mean())) if lv.size else None
+        contours = None
+        if len(e.endo) >= 3 and len(e.epi) >= 3:
+            contours = {"endo": np.asarray(e.endo), "epi": np.asarray(e.epi)}
+        out[(e.condition, e.slice_index)] = Segmentation(
+            labels=e.labels.astype(np.uint8),
+            lv_centre=centre,
+            rv_insertion_anterior=e.rv_anterior,
+            rv_insertion_inferior=e.rv_inferior,
+            source=e.source,
+            parent_hash=e.parent_hash,
+            contours=contours,
+        )
+    review = folder / "review.json"
+    if review.is_file():
+        try:
+            doc = json.loads(review.read_text(encoding="utf-8"))
+            states = doc.get("slices", {}) if isinstance(doc, dict) else {}
+        except (OSError, ValueError) as exc:
+            raise InputError(f"the review file cannot be read ({exc}).", path=str(review)) from exc
+        for key, state in states.items():
+            m = re.fullmatch(r"(stress|rest)_slice(\d+)", str(key))
+            if m and state == "rejected":
+                out[(m.group(1), int(m.group(2)))] = None
+    return out
+
+
+def apply_saved_edits(
+    result: AnalysisResult,
+    edits: str | Path | Mapping[tuple[str, int], Segmentation | None],
+) -> AnalysisResult:
+    """Apply saved edits (folder or mapping, see :func:`analyze_exam`); an edit that does not
+    fit (no such slice, other shape) is skipped with an exam-level flag."""
+    found = load_edits(edits) if isinstance(edits, str | Path) else dict(edits)
+    for (cond, k), seg in sorted(found.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        try:
+            result = apply_edit(result, cond, k, seg)
+        except InputError as exc:
+            result = dataclasses.replace(
+                result,
+                flags=[*result.flags, f"saved edit of {cond} slice {k} not used: {exc.message}"],
+            )
+    return result

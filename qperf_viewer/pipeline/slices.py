@@ -1,0 +1,260 @@
+"""Per-slice stages: motion correction, segmentation, Gd conversion, AHA sectors
+(:func:`prepare_slice`), pixelwise MBF over the dilated myocardium (:func:`quantify_slice`) and
+the slice curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+from qperf_viewer.errors import InputError
+from qperf_viewer.exam import (
+    LABEL_LV,
+    LABEL_MYO,
+    LABEL_RV,
+    PerfusionExam,
+    SliceSeries,
+)
+from qperf_viewer.pipeline.common import MAP_MARGIN_MM, Segmenter, StageClock
+from qperf_viewer.pipeline.segmenter import as_segmentation, call_segmenter
+from qperf_viewer.results import (
+    Curve,
+    Segmentation,
+    SliceResult,
+)
+
+
+# ------------------------------------------------------------------------ slice geometry
+def dilate_mm(mask: np.ndarray, spacing_mm: tuple[float, float], margin_mm: float) -> np.ndarray:
+    """``mask`` grown by ``margin_mm`` (Euclidean, anisotropic pixel spacing)."""
+    if not mask.any():
+        return mask.copy()
+    d = ndimage.distance_transform_edt(~mask, sampling=tuple(float(s) for s in spacing_mm))
+    return d <= margin_mm + 1e-6
+
+
+def nearest_position(positions: list[str | None], k: int) -> str | None:
+    """Position of slice ``k``, or for an extra slice (None) that of the nearest named one."""
+    if positions[k] is not None:
+        return positions[k]
+    named = [(abs(j - k), j) for j, p in enumerate(positions) if p is not None]
+    return positions[min(named)[1]] if named else None
+
+
+def sector_map(
+    seg: Segmentation | None, geometry, position: str | None
+) -> tuple[np.ndarray | None, list[str]]:
+    """AHA map of a segmentation (None and a flag when undefined)."""
+    from qperf_viewer.sectors import aha_segments, insertion_point_flags
+
+    if seg is None:
+        return None, []
+    if not (seg.labels == LABEL_MYO).any():
+        return None, ["no myocardium segmented: no AHA segments"]
+    if (
+        seg.lv_centre is None
+        or seg.rv_insertion_anterior is None
+        or seg.rv_insertion_inferior is None
+    ):
+        return None, ["RV insertion points not found: AHA segments undefined"]
+    if position is None:
+        return None, ["slice position unknown: AHA segments undefined"]
+    try:
+        aha = aha_segments(
+            seg.labels,
+            geometry,
+            seg.lv_centre,
+            seg.rv_insertion_anterior,
+            seg.rv_insertion_inferior,
+            position,
+        )
+        flags = insertion_point_flags(
+            geometry, seg.lv_centre, seg.rv_insertion_anterior, seg.rv_insertion_inferior
+        )
+    except InputError as exc:
+        return None, [f"AHA segments undefined: {exc.message}"]
+    return aha, flags
+
+
+# --------------------------------------------------------------------------------- curves
+def _region_mean(stack: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    if mask is None or not mask.any():
+        return None
+    return stack[:, mask].mean(axis=1).astype(np.float64)
+
+
+def slice_curves(sr: SliceResult) -> list[Curve]:
+    """Blood-pool, myocardium and per-segment curves of a slice over its dynamic frames
+    (Gd in mmol/L, or signal above the pre-contrast level in a.u. without Gd)."""
+    seg = sr.segmentation
+    if seg is None:
+        return []
+    dyn = sr.series.dynamic_frames
+    if dyn.size == 0:
+        return []
+    times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
+    if sr.gd is not None:
+        stack, unit = sr.gd[dyn], "mmol/L"
+    else:
+        stack = sr.corrected[dyn]
+        stack = stack - stack[: min(3, len(dyn))].mean(axis=0)
+        unit = "a.u."
+    lab = seg.labels
+    out = []
+    for name, mask in (
+        ("lv_blood", lab == LABEL_LV),
+        ("rv_blood", lab == LABEL_RV),
+        ("myocardium", lab == LABEL_MYO),
+    ):
+        v = _region_mean(stack, mask)
+        if v is not None:
+            out.append(Curve(name, times, v, unit))
+    if sr.aha is not None:
+        for s in np.unique(sr.aha[sr.aha > 0]):
+            v = _region_mean(stack, (sr.aha == s) & (lab == LABEL_MYO))
+            if v is not None:
+                out.append(Curve(f"segment_{int(s)}", times, v, unit))
+    return out
+
+
+# ------------------------------------------------------------------------ stage 1: slice
+def prepare_slice(
+    cond: str,
+    ss: SliceSeries,
+    position_for_aha: str | None,
+    exam: PerfusionExam,
+    segmenter: Segmenter,
+    clock: StageClock,
+    gd: bool = True,
+) -> SliceResult:
+    """Motion correction, segmentation, Gd conversion (unless ``gd`` is False) and AHA sectors
+    of one slice."""
+    from qperf_viewer.quant.gd import signal_to_gd
+    from qperf_viewer.quant.motion import correct_motion
+
+    flags: list[str] = []
+    with clock("moco"):
+        mr = correct_motion(ss.images, ss.pd_frames, pixel_spacing_mm=ss.geometry.pixel_spacing_mm)
+    flags += list(mr.flags)
+    corrected = np.asarray(mr.corrected, dtype=np.float32)
+    with clock("segmentation"):
+        out = call_segmenter(
+            segmenter,
+            corrected,
+            ss.times_s,
+            ss.pd_frames,
+            ss.geometry,
+            condition=cond,
+            slice_index=ss.slice_index,
+            series=ss,
+            reference_frame=int(mr.reference_frame),
+            shifts_px=mr.shifts_px,
+        )
+        seg = as_segmentation(out, ss.geometry)
+    g = None
+    if gd:
+        with clock("gd"):
+            cs = dataclasses.replace(ss, images=corrected, flags=[])
+            tissue = seg.labels if not ss.pd_frames else None
+            g = signal_to_gd(cs, field_strength_t=exam.field_strength_t, tissue=tissue)
+        flags += [f"Gd: {f}" for f in g.flags]
+    with clock("sectors"):
+        aha, sflags = sector_map(seg, ss.geometry, position_for_aha)
+    flags += sflags
+    sr = SliceResult(
+        condition=cond,
+        slice_index=ss.slice_index,
+        position=ss.position,
+        series=ss,
+        reference_frame=int(mr.reference_frame),
+        corrected=corrected,
+        shifts_px=np.asarray(mr.shifts_px, dtype=np.float64),
+        gd=None if g is None else g.gd_mmol_l,
+        segmentation=seg,
+        aha=aha,
+        flags=list(dict.fromkeys(list(ss.flags) + flags)),
+        automatic=seg,
+    )
+    if g is not None:
+        sr.maps["gd_valid"] = np.asarray(g.valid, dtype=bool)
+    return sr
+
+
+def failed_slice(cond: str, ss: SliceSeries, why: str) -> SliceResult:
+    n_t = int(ss.images.shape[0]) if np.ndim(ss.images) == 3 else 0
+    return SliceResult(
+        condition=cond,
+        slice_index=ss.slice_index,
+        position=ss.position,
+        series=ss,
+        reference_frame=0,
+        corrected=np.asarray(ss.images, dtype=np.float32),
+        shifts_px=np.zeros((n_t, 2)),
+        gd=None,
+        segmentation=None,
+        aha=None,
+        flags=list(ss.flags) + [f"analysis failed: {why}"],
+    )
+
+
+# ---------------------------------------------------------------------------- stage 3: MBF
+def _typical_curve(gd: np.ndarray, myo: np.ndarray, aif: Curve) -> np.ndarray:
+    """Mean (T,) Gd curve of the myocardial pixels that look like tissue: peak above 1% and
+    below 50% of the AIF peak (blood partial volume out); all myocardium when too few."""
+    curves = gd[:, myo]
+    pk = curves.max(axis=0)
+    peak_blood = float(np.max(aif.values))
+    sel = (pk > 0.01 * peak_blood) & (pk < 0.5 * peak_blood)
+    return (curves[:, sel] if sel.sum() >= 5 else curves).mean(axis=1)
+
+
+def quantify_slice(sr: SliceResult, aif: Curve, model: str, clock: StageClock) -> None:
+    """Pixelwise MBF over the myocardium dilated by :data:`MAP_MARGIN_MM`; fills ``mbf``,
+    ``mbf_valid`` and ``maps`` of ``sr`` (float32 / bool (Y, X), 0 / False outside)."""
+    from qperf_viewer.quant.mapping import DELAY_BOUNDS_S, fit_curves, mbf_map
+
+    seg = sr.automatic or sr.segmentation
+    myo = np.zeros(sr.corrected.shape[1:], bool)
+    for s in (sr.automatic, sr.segmentation):
+        if s is not None:
+            myo |= s.labels == LABEL_MYO
+    if seg is None or not myo.any() or sr.gd is None:
+        return
+    region = dilate_mm(myo, sr.series.geometry.pixel_spacing_mm, MAP_MARGIN_MM)
+    dyn = sr.series.dynamic_frames
+    times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
+    gd = sr.gd[dyn]
+    with clock("mbf"):
+        # The map's reference bolus-arrival delay from the mean tissue-like myocardial curve
+        # (as mbf_map would choose it, but without the blood of the dilated region).
+        ref = fit_curves(
+            aif.values, _typical_curve(gd, myo, aif)[None], times, model=model,
+            aif_times_s=aif.times_s,
+        )  # fmt: skip
+        delay = float(np.clip(ref.delay_s[0], *DELAY_BOUNDS_S)) if ref.reliable[0] else None
+        m = mbf_map(
+            aif.values, gd[:, region].T, times, model=model, aif_times_s=aif.times_s, delay_s=delay
+        )
+    gd_ok = sr.maps.get("gd_valid", np.ones_like(region))[region]
+    valid = np.asarray(m.reliable, bool) & gd_ok
+    shape = region.shape
+    mbf = np.zeros(shape, np.float32)
+    mbf[region] = np.where(valid, np.nan_to_num(m.mbf_ml_min_g), 0.0)
+    sr.mbf = mbf
+    sr.mbf_valid = np.zeros(shape, bool)
+    sr.mbf_valid[region] = valid
+    sr.maps["map_region"] = region
+    for name in ("delay_s", "r2", "ps_ml_min_g", "vb", "ve"):
+        v = getattr(m, name, None)
+        if v is not None:
+            full = np.zeros(shape, np.float32)
+            full[region] = np.nan_to_num(np.asarray(v, dtype=np.float32))
+            sr.maps[name] = full
+    n_myo = int(myo.sum())
+    frac = float(sr.mbf_valid[myo].sum()) / n_myo
+    sr.flags += [f"MBF: {f}" for f in m.flags]
+    if frac < 0.5:
+        sr.flags.append(f"MBF: only {100 * frac:.0f}% of myocardial pixels reliable")

@@ -1,0 +1,116 @@
+"""Anatomical clean-up of a label map (Y, X) uint8: 0 background, 1 LV blood pool,
+2 myocardium, 3 RV blood pool.
+
+Rules (in order): one LV cavity (largest component, holes filled, so papillary muscles and
+trabeculae enclosed by the cavity count as LV); one myocardium component touching it (islands
+removed, everything enclosed by the epicardium that is not LV becomes myocardium); small gaps
+in the ring closed, large gaps flagged; one RV component next to the myocardium.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from qperf_viewer.exam import LABEL_BACKGROUND, LABEL_LV, LABEL_MYO, LABEL_RV
+
+FLAG_NO_RING = "no ring"
+FLAG_RING_BROKEN = "ring broken"
+FLAG_RV_MISSING = "RV missing"
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+_SQUARE = ndimage.generate_binary_structure(2, 2)
+
+
+def largest_component(mask: np.ndarray, structure=_SQUARE) -> np.ndarray:
+    """The largest connected component of a boolean mask (empty stays empty)."""
+    lab, n = ndimage.label(mask, structure=structure)
+    if n <= 1:
+        return lab > 0
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def ring_gap_fraction(labels: np.ndarray) -> float:
+    """Fraction of the LV cavity's outer border (4-neighbours) that is not myocardium;
+    1.0 when there is no LV."""
+    lv = labels == LABEL_LV
+    if not lv.any():
+        return 1.0
+    border = ndimage.binary_dilation(lv, _CROSS) & ~lv
+    if not border.any():
+        return 1.0
+    return float(np.mean(labels[border] != LABEL_MYO))
+
+
+def postprocess_labels(
+    labels: np.ndarray, max_gap_fraction: float = 0.15, rv_max_distance_px: float = 3.0
+) -> tuple[np.ndarray, list[str]]:
+    """Clean label map and flags ('no ring', 'ring broken', 'RV missing')."""
+    lab = np.asarray(labels, dtype=np.uint8)
+    out = np.zeros_like(lab)
+    flags: list[str] = []
+    lv = largest_component(lab == LABEL_LV)
+    if not lv.any():
+        return out, [FLAG_NO_RING, FLAG_RV_MISSING]
+    lv = ndimage.binary_fill_holes(lv)
+    myo = lab == LABEL_MYO
+    # myocardium: components touching the cavity; keep the largest of them
+    mlab, n = ndimage.label(myo & ~lv, structure=_SQUARE)
+    if n:
+        touch = np.unique(mlab[ndimage.binary_dilation(lv, _SQUARE) & (mlab > 0)])
+        keep = np.zeros(n + 1, bool)
+        if touch.size:
+            sizes = np.bincount(mlab.ravel(), minlength=n + 1)
+            keep[touch[np.argmax(sizes[touch])]] = True
+        myo = keep[mlab]
+    else:
+        myo = np.zeros_like(lv)
+    if not myo.any():
+        out[lv] = LABEL_LV
+        return out, [FLAG_NO_RING, *_rv_only(lab, out, rv_max_distance_px)]
+    # close small gaps: border pixels of the cavity that are not myocardium
+    border = ndimage.binary_dilation(lv, _CROSS) & ~lv
+    gap = border & ~myo
+    gap_frac = float(gap.sum()) / max(int(border.sum()), 1)
+    if 0 < gap_frac <= max_gap_fraction:
+        myo = myo | gap
+    elif gap_frac > max_gap_fraction:
+        flags.append(FLAG_RING_BROKEN)
+    epi = ndimage.binary_fill_holes(lv | myo)
+    myo = epi & ~lv
+    out[myo] = LABEL_MYO
+    out[lv] = LABEL_LV
+    flags += _rv_only(lab, out, rv_max_distance_px)
+    return out, flags
+
+
+def _rv_only(lab: np.ndarray, out: np.ndarray, max_dist_px: float) -> list[str]:
+    """Write the RV (one component near the myocardium or cavity) into ``out`` in place."""
+    heart = out > 0
+    rv = (lab == LABEL_RV) & ~heart
+    if not rv.any():
+        return [FLAG_RV_MISSING]
+    rlab, n = ndimage.label(rv, structure=_SQUARE)
+    dist = ndimage.distance_transform_edt(~heart)
+    sizes = np.bincount(rlab.ravel(), minlength=n + 1)
+    mind = ndimage.minimum(dist, rlab, np.arange(1, n + 1))
+    ok = [i + 1 for i in range(n) if mind[i] <= max_dist_px]
+    if not ok:
+        return [FLAG_RV_MISSING]
+    best = max(ok, key=lambda i: sizes[i])
+    rvm = ndimage.binary_fill_holes(rlab == best) & ~heart
+    out[rvm] = LABEL_RV
+    return []
+
+
+__all__ = [
+    "FLAG_NO_RING",
+    "FLAG_RING_BROKEN",
+    "FLAG_RV_MISSING",
+    "LABEL_BACKGROUND",
+    "largest_component",
+    "postprocess_labels",
+    "ring_gap_fraction",
+]

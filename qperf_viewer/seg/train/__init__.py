@@ -1,0 +1,1 @@
+"""Training of the segmentation model (needs torch; never imported by the app)."""

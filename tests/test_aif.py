@@ -1,0 +1,174 @@
+"""AIF: LV blood-pool detection, curve extraction, fallback and time alignment."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qperf_viewer.errors import InputError
+from qperf_viewer.phantom import kinetics as K
+from qperf_viewer.quant import aif as A
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Minimal RGB8 PNG writer (no extra dependency)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
+def overlay(image: np.ndarray, masks: list[tuple[np.ndarray, tuple[int, int, int]]], scale=8):
+    """Grey image with coloured mask outlines (label masks) or fills (last one), upsampled."""
+    g = image.astype(float)
+    g = (255 * (g - g.min()) / max(np.ptp(g), 1e-9)).astype(np.uint8)
+    rgb = np.repeat(np.kron(g, np.ones((scale, scale), np.uint8))[..., None], 3, axis=2)
+    for i, (mask, colour) in enumerate(masks):
+        big = np.kron(mask.astype(np.uint8), np.ones((scale, scale), np.uint8)).astype(bool)
+        if i == len(masks) - 1:  # detected region: filled dots in the pixel centres
+            centre = np.zeros((scale, scale), bool)
+            centre[scale // 2 - 1 : scale // 2 + 2, scale // 2 - 1 : scale // 2 + 2] = True
+            rgb[big & np.tile(centre, mask.shape)] = colour
+        else:
+            edge = big & ~np.pad(big, 1)[2:, 1:-1] | big & ~np.pad(big, 1)[:-2, 1:-1]
+            edge |= big & ~np.pad(big, 1)[1:-1, 2:] | big & ~np.pad(big, 1)[1:-1, :-2]
+            rgb[edge] = colour
+    return rgb
+
+
+@pytest.mark.realdata
+def test_lv_detection_on_real_aif_series(shared_data, artifacts_dir):
+    path = shared_data / "qperf_public" / "aif_lv_example1.npz"
+    if not path.is_file():
+        pytest.skip("aif_lv_example1.npz not present")
+    d = np.load(path)
+    images = np.moveaxis(d["images"], -1, 0)  # file is (Y, X, T)
+    labels = d["labels"]  # 1 LV, 2 RV in this file
+    det = A.detect_lv_region(images)
+    region = det.region
+    assert region.sum() >= 4
+    inside = (region & (labels == 1)).sum() / region.sum()
+    print(f"\nAIF region {region.sum()} px, {100 * inside:.0f}% inside the LV label")
+    assert inside >= 0.9
+    assert not (region & (labels == 2)).any()
+    assert (det.rv_component & (labels == 2)).sum() >= 0.5 * (labels == 2).sum()
+    res = A.detect_aif(images, np.arange(images.shape[0]) * 1.0)
+    ref_peak = int(np.argmax(images[:, labels == 1].mean(axis=1)))
+    assert abs(res.peak_frame - ref_peak) <= 1
+    assert res.source == "aif_series"
+    pic = overlay(
+        images[ref_peak],
+        [(labels == 1, (0, 220, 0)), (labels == 2, (60, 120, 255)), (region, (255, 0, 0))],
+    )
+    write_png(artifacts_dir / "aif_lv_detection_example1.png", pic)
+
+
+def _synthetic_aif_series(seed: int = 0, aorta_radius: float = 3.5, swap_sides: bool = False):
+    """(T, 48, 48) dual-sequence-like AIF series: RV, LV and descending aorta with the
+    generator's chamber curves, static tissue, noise; returns images, times and masks."""
+    rng = np.random.default_rng(seed)
+    times = np.arange(70) * 0.85
+    curves = K.chamber_curves(times, arrival_s=12.0, peak_gd_mmol_l=6.0)
+    yy, xx = np.mgrid[:48, :48]
+    sx = -1 if swap_sides else 1
+    lv = (yy - 24) ** 2 + (xx - 24) ** 2 <= 5.5**2
+    rv_ring = ((yy - 22) ** 2 + (xx - 24 - sx * 9) ** 2 <= 8.0**2) & ~(
+        (yy - 24) ** 2 + (xx - 24) ** 2 <= 8.5**2
+    )
+    aorta = (yy - 38) ** 2 + (xx - 24 + sx * 10) ** 2 <= aorta_radius**2
+    base = 60 + 15 * rng.random((48, 48))
+    images = np.repeat(base[None], times.size, axis=0)
+    for mask, name in ((lv, "lv"), (rv_ring, "rv"), (aorta, "aorta")):
+        images[:, mask] = 80 + 40 * curves[name][:, None]
+    images += rng.normal(0, 3.0, images.shape)
+    return images.astype(np.float32), times, lv, rv_ring, aorta
+
+
+@pytest.mark.parametrize("seed,swap", [(0, False), (1, True), (2, False)])
+def test_detection_prefers_lv_over_descending_aorta(seed, swap):
+    images, times, lv, rv, aorta = _synthetic_aif_series(seed, swap_sides=swap)
+    det = A.detect_lv_region(images)
+    assert det.region.any()
+    assert (det.region & lv).sum() / det.region.sum() >= 0.95
+    assert not (det.region & aorta).any()
+    assert not (det.region & rv).any()
+    res = A.detect_aif(images, times)
+    truth_peak = int(np.argmax(images[:, lv].mean(axis=1)))
+    assert abs(res.peak_frame - truth_peak) <= 1
+
+
+def test_pd_frames_are_ignored_for_detection():
+    images, times, lv, _, _ = _synthetic_aif_series(3)
+    with_pd = np.concatenate([np.full((2, 48, 48), 900.0, np.float32), images])
+    det = A.detect_lv_region(with_pd, skip_frames=(0, 1))
+    assert (det.region & lv).sum() / det.region.sum() >= 0.95
+    res = A.detect_aif(with_pd, np.arange(with_pd.shape[0]) * 0.85, skip_frames=(0, 1))
+    assert res.curve.shape == (with_pd.shape[0],) and res.peak_frame >= 2
+
+
+def test_manual_region_overrides_detection_and_curve_is_robust():
+    images, times, lv, _, aorta = _synthetic_aif_series(4)
+    res = A.detect_aif(images, times, manual_region=aorta)
+    assert res.source == "manual" and np.array_equal(res.region, aorta)
+    # trimmed mean: one wild pixel barely moves the curve
+    spoiled = images.copy()
+    y, x = np.argwhere(lv)[0]
+    spoiled[:, y, x] = 1e4
+    clean = A.extract_aif_curve(images, lv)
+    robust = A.extract_aif_curve(spoiled, lv)
+    assert np.max(np.abs(robust - clean) / clean) < 0.02
+    with pytest.raises(InputError):
+        A.extract_aif_curve(images, np.zeros((48, 48), bool))
+    with pytest.raises(InputError):
+        A.extract_aif_curve(images, np.ones((10, 10), bool))
+    with pytest.raises(InputError):
+        A.detect_lv_region(images[0])
+
+
+def test_fallback_aif_from_perfusion_series_is_flagged():
+    images, times, lv, rv, _ = _synthetic_aif_series(5)
+    labels = np.zeros((48, 48), np.uint8)
+    labels[lv] = 1
+    labels[rv] = 3
+    res = A.aif_from_perfusion(images, times, labels)
+    assert res.source == "perfusion"
+    assert A.PERFUSION_AIF_FLAG in res.flags
+    assert res.region.any() and not (res.region & ~lv).any()
+    # eroded: no pixel on the pool border
+    from scipy import ndimage as ndi
+
+    assert not (res.region & ~ndi.binary_erosion(lv)).any()
+    with pytest.raises(InputError):
+        A.aif_from_perfusion(images, times, np.zeros((48, 48), np.uint8))
+
+
+def test_no_blood_pool_gives_clear_error():
+    rng = np.random.default_rng(0)
+    flat = 100 + rng.normal(0, 1, (30, 32, 32))
+    det = A.detect_lv_region(flat)
+    assert not det.region.any() and det.flags
+    with pytest.raises(InputError):
+        A.detect_aif(flat, np.arange(30.0))
+
+
+def test_align_aif_to_slice_times():
+    aif_t = np.arange(10) * 1.0
+    aif = aif_t**2
+    slice_t = aif_t + 0.3
+    out, flags = A.align_aif(aif, aif_t, slice_t)
+    assert np.allclose(out[:-1], np.interp(slice_t[:-1], aif_t, aif))
+    assert out[-1] == aif[-1] and not flags
+    _, flags = A.align_aif(aif, aif_t, slice_t + 5.0)
+    assert flags
+    with pytest.raises(InputError):
+        A.align_aif(aif, aif_t[::-1], slice_t)

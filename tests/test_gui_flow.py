@@ -1,0 +1,193 @@
+"""The whole reading session on a synthetic exam with the real core (issue 6, Tests): open a
+phantom's DICOM folder the way a drop does, run the analysis, check the browser's tree and
+roles, play frames, move a contour point through the segmentation panel and check the report
+pane against the pixel map, undo, export the PDF, reopen and find the edit restored.
+
+Segmentation: the shipped ONNX model when present, else the phantom's truth masks moved to the
+motion-correction reference frame (as tests/test_pipeline.py does)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from qperf_viewer import config
+from qperf_viewer.exam import LABEL_MYO
+from qperf_viewer.gui.backend import CoreBackend
+from qperf_viewer.gui.main_window import MainWindow
+from qperf_viewer.gui.session import Session
+from qperf_viewer.results import Segmentation
+
+pytestmark = pytest.mark.slow
+
+SEED, VARIANT = 1, "two_slices"
+HAVE_MODEL = (config.models_dir() / "qperf_seg.onnx").is_file()
+
+
+class TruthSegmenter:
+    """Phantom truth labels and landmarks shifted to the motion-correction reference frame."""
+
+    version = "phantom truth masks (test)"
+
+    def __init__(self, phantom_dir: Path):
+        from qperf_viewer.phantom.truth_io import load_truth
+
+        self.truth = load_truth(phantom_dir)
+
+    def __call__(
+        self, images, times_s, pd_frames, geometry, *, condition, slice_index, reference_frame, **_
+    ):
+        from scipy import ndimage
+
+        st = self.truth["conditions"][condition]["slices"][slice_index]
+        d = np.asarray(st["displacement_px"][reference_frame], dtype=float)
+        labels = ndimage.shift(st["labels"], d, order=0, mode="constant", cval=0)
+
+        def move(p):
+            return (float(p[0] + d[0]), float(p[1] + d[1]))
+
+        return Segmentation(
+            labels=labels.astype(np.uint8),
+            lv_centre=move(st["lv_centre"]),
+            rv_insertion_anterior=move(st["rv_insertion_anterior"]),
+            rv_insertion_inferior=move(st["rv_insertion_inferior"]),
+            confidence=1.0,
+        )
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory) -> Path:
+    from qperf_viewer.phantom.cli import write_phantom
+
+    out = tmp_path_factory.mktemp("gui_phantom")
+    write_phantom(out, SEED, VARIANT)
+    return out
+
+
+@pytest.fixture
+def backend(phantom_dir):
+    return CoreBackend(segmenter=None if HAVE_MODEL else TruthSegmenter(phantom_dir))
+
+
+def window(qtbot, backend) -> MainWindow:
+    w = MainWindow(Session(backend))
+    qtbot.addWidget(w)
+    w.curves.checks["fit"].setChecked(False)
+    w.resize(1500, 950)
+    w.show()
+    return w
+
+
+def drop_and_analyze(qtbot, w: MainWindow, folder: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    w.dropEvent(
+        QDropEvent(
+            QPointF(20, 20),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+    )
+    s = w.session
+    qtbot.waitUntil(lambda: s.exam is not None and not s.busy, timeout=60000)
+    s.analyze()
+    qtbot.waitUntil(lambda: s.result is not None and not s.busy, timeout=120000)
+
+
+def test_full_reading_session(qtbot, tmp_path, monkeypatch, phantom_dir, backend, artifacts_dir):
+    monkeypatch.setenv("QPERF_HOME", str(tmp_path / "home"))
+    truth = json.loads((phantom_dir / "truth" / "truth.json").read_text())
+    dicom = phantom_dir / "dicom"
+    w = window(qtbot, backend)
+    drop_and_analyze(qtbot, w, dicom)
+    s = w.session
+    # browser: one patient > one study > its series with the detected roles
+    roles = w.browser.roles()
+    doc = s.index_json
+    series = doc["studies"][0]["series"]
+    assert roles == {se["series_instance_uid"]: se["role"] for se in series}
+    assert {"stress", "rest"} <= set(roles.values())
+    assert w.browser.tree.topLevelItemCount() == 1
+    assert set(s.result.conditions) == {"stress", "rest"}
+    assert [sr.position for sr in s.result.conditions["stress"].slices] == ["basal", "mid"]
+    # outputs beside the analysis, never inside the DICOM folder
+    assert (s.output_dir / "results.json").is_file()
+    assert not s.output_dir.resolve().is_relative_to(dicom.resolve())
+    # play a few frames
+    c = w.compare
+    c.set_frame(0)
+    c.fps.setValue(50.0)
+    c.toggle_play()
+    qtbot.waitUntil(lambda: c.viewers["stress"].frame >= 4, timeout=10000)
+    c.toggle_play()
+    c.set_overlay("mbf", True)
+    c.set_frame(int(np.argmax(c.viewers["stress"].times_s >= c.viewers["stress"].arrival_s + 8)))
+    w.save_screenshots(artifacts_dir, prefix="gui_flow_")
+    # move an epicardial control point of the stress mid slice outwards
+    s.set_selection(condition="stress", slice_index=1)
+    rep = w.report
+    before = {k: rep.segment_value("stress", k) for k in range(1, 17)}
+    sr0 = s.slice_result()
+    ctrl = w.seg_panel.current_control_points()
+    centre = np.asarray(sr0.segmentation.lv_centre)
+    w.seg_panel.move_control_point("epi", 3, centre + 1.3 * (ctrl["epi"][3] - centre))
+    sr1 = s.slice_result()
+    labels, aha = sr1.segmentation.labels, sr1.aha
+    assert np.array_equal(sr1.mbf, sr0.mbf)  # no re-fit
+    changed = {
+        k
+        for k in range(7, 13)
+        if not np.array_equal(
+            (sr0.aha == k) & (sr0.segmentation.labels == LABEL_MYO),
+            (aha == k) & (labels == LABEL_MYO),
+        )
+    }
+    assert changed
+    for k in changed:
+        sel = (aha == k) & (labels == LABEL_MYO) & sr1.mbf_valid
+        assert rep.segment_value("stress", k) == pytest.approx(float(np.median(sr1.mbf[sel])))
+    for k in set(range(1, 17)) - changed:
+        assert rep.segment_value("stress", k) == before[k]
+    edited = {k: rep.segment_value("stress", k) for k in changed}
+    w.tabs.setCurrentWidget(rep)
+    rep.grab().save(str(artifacts_dir / "gui_flow_report_edited.png"))
+    # undo restores, redo re-applies
+    s.undo_stack.undo()
+    assert {k: rep.segment_value("stress", k) for k in range(1, 17)} == before
+    s.undo_stack.redo()
+    assert {k: rep.segment_value("stress", k) for k in changed} == edited
+    # the PDF is the CLI's report, with the edited values and the edit noted
+    pdf = rep.export_pdf(tmp_path / "report.pdf")
+    assert pdf.stat().st_size > 20000
+    data = rep.report_data()
+    assert data.edited
+    assert all(data.stress.segment(k).mbf == v for k, v in edited.items())
+    # truth sanity: the segments the phantom covers have values
+    assert truth["conditions"]["stress"]["global_mbf"] > 1.0
+    w.close()
+    # reopen: the edit comes back from the autosave
+    w2 = window(qtbot, backend)
+    w2.session.auto_save_outputs = False
+    drop_and_analyze(qtbot, w2, dicom)
+    s2 = w2.session
+    assert s2.restored_edits == [("stress", 1)]
+    assert np.array_equal(s2.slice_result("stress", 1).segmentation.labels, labels)
+    assert {k: w2.report.segment_value("stress", k) for k in changed} == edited
+    # a hand-drawn AIF region on the LV blood pool re-fits that condition, edits kept
+    from scipy import ndimage
+
+    lv = s2.slice_result("rest", 0).segmentation.labels == 1
+    s2.set_manual_aif("rest", 0, ndimage.binary_erosion(lv, iterations=2))
+    qtbot.waitUntil(
+        lambda: s2.result.conditions["rest"].aif_source == "manual" and not s2.busy, timeout=120000
+    )
+    assert s2.result.conditions["rest"].global_mbf is not None
+    assert s2.slice_result("stress", 1).segmentation.source == "manual"
+    assert "manual" in w2.report.globals.text()

@@ -1,0 +1,371 @@
+"""Kinetic models and pixelwise MBF (qperf_viewer.quant: fermi, btex, mapping, semiquant, mpr).
+
+Truth curves come from the phantom generator's forward model
+(``qperf_viewer.phantom.kinetics``: gamma-variate AIF with recirculation, Sangren-Sheppard
+capillary with 3-unit log-normal flow heterogeneity, its own discretisation), never from the
+fitting code, so the checks are no inverse crime.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qperf_viewer.errors import InputError
+from qperf_viewer.phantom import kinetics as K
+from qperf_viewer.quant import btex, fermi, mbf_map, mpr, semiquant
+from qperf_viewer.quant.mapping import STATUS_INVALID_INPUT, fit_curves
+
+HCT = 0.42
+FINE = np.arange(-5.0, 95.0, 0.02)
+
+
+def frame_times(hr_bpm: float, n: int = 60, seed: int = 0) -> np.ndarray:
+    """One frame per heartbeat with a little RR jitter (irregular sampling), from 0 s."""
+    rng = np.random.default_rng(seed)
+    rr = rng.normal(60.0 / hr_bpm, 0.02 * 60.0 / hr_bpm, n)
+    return np.concatenate([[0.0], np.cumsum(rr[:-1])])
+
+
+def blood_aif(arrival_s: float = 8.0, peak: float = 5.5, baseline: float = 0.0) -> np.ndarray:
+    return K.aif_curve(FINE, arrival_s=arrival_s, peak_gd_mmol_l=peak, baseline_gd_mmol_l=baseline)
+
+
+def tissue(times, aif_fine, mbf, *, ps=1.3, vb=0.1, ve=0.22, delay=0.7, hct=HCT):
+    return K.tissue_curves(
+        times, FINE, aif_fine, np.atleast_1d(mbf), ps, vb, ve, hct, delay
+    )  # (N, T)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Minimal RGB8 PNG writer (no extra dependency)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
+def colourise(values: np.ndarray, vmax: float, scale: int = 6) -> np.ndarray:
+    """Simple blue-green-yellow-red ramp, 0 = black, upsampled ``scale`` x."""
+    x = np.clip(values / vmax, 0.0, 1.0)
+    stops = np.array([[0, 0, 0], [0, 0, 200], [0, 180, 120], [240, 230, 0], [230, 40, 0]], float)
+    pos = x * (len(stops) - 1)
+    i0 = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
+    f = (pos - i0)[..., None]
+    rgb = stops[i0] * (1 - f) + stops[i0 + 1] * f
+    return np.kron(rgb, np.ones((scale, scale, 1))).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Model functions
+
+
+def test_btex_residue_forms_agree_with_each_other_and_the_generator():
+    shape = np.array([[5.7, 2.0, 0.08], [0.5, 0.3, 0.5], [20.0, 15.0, 0.01], [1.0, 8.0, 1.0]])
+    dt, n = 0.1, 800
+    closed = np.diff(btex.residue_integral(np.arange(n + 1) * dt, shape), axis=1) / dt
+    cells = btex._cells_homogeneous(dt, n, shape)
+    assert np.abs(cells - closed).max() < 1e-4
+    # generator's residue (Bessel form, its own cell averaging) for the same capillary
+    fp = np.full(4, 0.012)
+    gen = K.residue_function(
+        np.arange(n) * dt, fp, shape[:, 0] * fp, shape[:, 1] * fp / shape[:, 2], shape[:, 1] * fp
+    )
+    assert np.abs(cells - gen / fp[:, None]).max() < 0.01
+    # R(0) = 1 and the area of R is (vp + ve)/Fp = tc + kappa/ke
+    r = btex.residue(np.array([0.0, 1e4]), shape)
+    assert np.allclose(r[:, 0], 1.0) and np.allclose(r[:, 1], 0.0, atol=1e-9)
+    area = btex.residue_integral(np.array([1e5]), shape)[:, 0]
+    assert np.allclose(area, shape[:, 0] + shape[:, 1] / shape[:, 2], rtol=1e-6)
+    # heterogeneous mixture keeps R(0) = 1 (amplitude = mean flow)
+    mix = btex.residue_cells(0.01, 5, shape)
+    assert np.allclose(mix[:, 0], 1.0, atol=1e-3)
+
+
+def test_fermi_residue_cells_and_unit_height():
+    shape = np.array([[0.0, 0.5], [3.0, 2.0], [10.0, 0.1]])
+    r0 = fermi.residue(np.array([0.0]), shape)[:, 0]
+    assert np.allclose(r0, 1.0)
+    dt, n = 0.05, 400
+    cells = fermi.residue_cells(dt, n, shape)
+    mid = fermi.residue((np.arange(n) + 0.5) * dt, shape)
+    assert np.abs(cells - mid).max() < 1e-3
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy against the generator
+
+
+def _segment_curves(times, aif_fine, mbf, rng, *, sigma_pixel=0.02, n_pixels=150, delay=0.7):
+    """Segment-mean curves: each segment averages n_pixels noisy pixels."""
+    clean = tissue(times, aif_fine, mbf, delay=delay)
+    noise = rng.normal(0.0, sigma_pixel / np.sqrt(n_pixels), clean.shape)
+    return clean, clean + noise
+
+
+CASES = {
+    # condition: (heart rate, segment MBF incl. one reduced segment, AIF baseline)
+    "rest": (66.0, np.array([0.7, 0.85, 1.0, 1.1, 1.2, 1.3]), 0.25),
+    "stress": (90.0, np.array([1.3, 2.0, 2.5, 2.8, 3.2, 3.5]), 0.0),
+}
+
+
+@pytest.mark.parametrize("condition", ["rest", "stress"])
+def test_segment_mbf_accuracy_and_noiseless_bias(condition):
+    hr, mbf, base = CASES[condition]
+    rng = np.random.default_rng(11)
+    times = frame_times(hr, seed=3)
+    aif_fine = blood_aif(baseline=base)
+    aif = np.interp(times, FINE, aif_fine) + rng.normal(0.0, 0.01, times.size)
+    clean, noisy = _segment_curves(times, aif_fine, mbf, rng)
+    tol = {"btex": 0.05, "fermi": 0.10}
+    for model, limit in tol.items():
+        bias = fit_curves(np.interp(times, FINE, aif_fine), clean, times, model=model)
+        rel_clean = bias.mbf_ml_min_g / mbf - 1
+        print(
+            f"\n{condition} {model} noiseless bias per segment (%): {np.round(100 * rel_clean, 1)}"
+        )
+        fit = fit_curves(aif, noisy, times, model=model)
+        rel = fit.mbf_ml_min_g / mbf - 1
+        print(f"{condition} {model} noisy error per segment (%): {np.round(100 * rel, 1)}")
+        assert fit.reliable.all()
+        assert np.all(np.abs(rel) <= limit), (model, rel)
+        assert np.all(fit.r2 > 0.95)
+
+
+def test_pixelwise_mbf_correlates_with_truth():
+    rng = np.random.default_rng(5)
+    times = frame_times(90.0, seed=1)
+    aif_fine = blood_aif()
+    aif = np.interp(times, FINE, aif_fine) + rng.normal(0.0, 0.01, times.size)
+    truth = rng.uniform(0.5, 3.8, 1500)
+    clean = tissue(times, aif_fine, truth)
+    noisy = clean + rng.normal(0.0, 0.02, clean.shape)  # per-pixel noise like real data
+    for model in ("fermi", "btex"):
+        maps = mbf_map(aif, noisy.reshape(30, 50, -1), times, model=model)
+        est = maps.mbf_ml_min_g.reshape(-1)
+        corr = np.corrcoef(est, truth)[0, 1]
+        print(f"\n{model}: pixel correlation {corr:.3f}, median ratio {np.median(est / truth):.3f}")
+        assert maps.mbf_ml_min_g.shape == (30, 50)
+        assert corr >= 0.9
+        assert maps.reliable.mean() > 0.9
+        assert abs(maps.reference_delay_s - 0.7) < 0.35
+
+
+def test_delay_is_estimated_and_does_not_bias_flow():
+    times = frame_times(75.0, seed=2)
+    aif_fine = blood_aif()
+    aif = np.interp(times, FINE, aif_fine)
+    mbf = np.array([0.9, 1.2, 2.4, 3.0])
+    for model in ("btex", "fermi"):
+        fits = {}
+        for delay in (0.0, 1.5, 3.0):
+            curves = tissue(times, aif_fine, mbf, delay=delay)
+            fits[delay] = fit_curves(aif, curves, times, model=model)
+            print(
+                f"\n{model} true delay {delay}: delay {np.round(fits[delay].delay_s, 2)}, "
+                f"MBF error (%) {np.round(100 * (fits[delay].mbf_ml_min_g / mbf - 1), 1)}"
+            )
+            assert np.all(np.abs(fits[delay].delay_s - delay) < 0.25), (model, delay)
+            # the flow does not depend on the delay
+            ratio = fits[delay].mbf_ml_min_g / fits[0.0].mbf_ml_min_g
+            assert np.all(np.abs(ratio - 1) < 0.04), (model, delay, ratio)
+            if model == "btex":
+                assert np.all(np.abs(fits[delay].mbf_ml_min_g / mbf - 1) <= 0.05)
+        shift = fits[1.5].delay_s - fits[0.0].delay_s
+        assert np.all(np.abs(shift - 1.5) < 0.2)
+        # maps: the reference delay follows too
+        m = mbf_map(aif, tissue(times, aif_fine, np.full(50, 1.5), delay=2.0), times, model=model)
+        assert abs(m.reference_delay_s - 2.0) < 0.3
+        assert np.all(np.abs(m.mbf_ml_min_g / 1.5 - 1) < 0.1)
+
+
+def test_hematocrit_does_not_change_blood_flow_for_the_same_blood_aif():
+    times = frame_times(80.0, seed=4)
+    aif_fine = blood_aif()
+    aif = np.interp(times, FINE, aif_fine)
+    curves = tissue(times, aif_fine, np.array([0.8, 1.6, 3.0]))
+    for model in ("fermi", "btex"):
+        lo = fit_curves(aif, curves, times, model=model, hematocrit=0.35).mbf_ml_min_g
+        hi = fit_curves(aif, curves, times, model=model, hematocrit=0.50).mbf_ml_min_g
+        assert np.all(np.abs(hi / lo - 1) < 0.02), model
+        mlo = mbf_map(aif, curves, times, model=model, hematocrit=0.35).mbf_ml_min_g
+        mhi = mbf_map(aif, curves, times, model=model, hematocrit=0.50).mbf_ml_min_g
+        assert np.all(np.abs(mhi / mlo - 1) < 0.02), model
+    # BTEX reports plasma-based PS/ve that do depend on it, and blood volume that does not
+    b35 = fit_curves(aif, curves, times, model="btex", hematocrit=0.35)
+    b50 = fit_curves(aif, curves, times, model="btex", hematocrit=0.50)
+    assert np.allclose(b35.vb, b50.vb, rtol=0.02)
+
+
+_TIMES = frame_times(85.0, seed=6)
+_AIF_FINE = blood_aif()
+_AIF = np.interp(_TIMES, FINE, _AIF_FINE)
+_CURVES = tissue(_TIMES, _AIF_FINE, np.array([0.7, 1.5, 2.9]))
+
+
+@settings(
+    max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(scale=st.floats(min_value=0.05, max_value=40.0), model=st.sampled_from(["fermi", "btex"]))
+def test_mbf_invariant_to_common_scaling(scale, model):
+    ref = fit_curves(_AIF, _CURVES, _TIMES, model=model).mbf_ml_min_g
+    got = fit_curves(_AIF * scale, _CURVES * scale, _TIMES, model=model).mbf_ml_min_g
+    assert np.allclose(got, ref, rtol=2e-3)
+    ref_map = mbf_map(_AIF, _CURVES, _TIMES, model=model).mbf_ml_min_g
+    got_map = mbf_map(_AIF * scale, _CURVES * scale, _TIMES, model=model).mbf_ml_min_g
+    assert np.allclose(got_map, ref_map, rtol=2e-3)
+
+
+@settings(
+    max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    low=st.floats(min_value=0.4, max_value=3.5),
+    ratio=st.floats(min_value=1.15, max_value=3.0),
+    model=st.sampled_from(["fermi", "btex"]),
+)
+def test_estimated_mbf_increases_with_true_mbf(low, ratio, model):
+    high = min(low * ratio, 4.5)
+    if high < low * 1.15:
+        return
+    curves = tissue(_TIMES, _AIF_FINE, np.array([low, high]))
+    est = fit_curves(_AIF, curves, _TIMES, model=model, delay_s="each").mbf_ml_min_g
+    assert est[1] > est[0]
+
+
+def test_garbage_input_gives_finite_unreliable_outputs():
+    times = frame_times(70.0, n=40)
+    aif = np.interp(times, FINE, blood_aif())
+    junk = np.zeros((6, 40))
+    junk[0] = np.nan
+    junk[1, 5] = np.inf
+    junk[2] = -1.0
+    junk[3] = 1e30
+    junk[4] = np.random.default_rng(0).normal(0, 1, 40)
+    junk[5] = 0.0
+    for model in ("fermi", "btex"):
+        for fn in (mbf_map, fit_curves):
+            out = fn(aif, junk, times, model=model)
+            for name, val in out.arrays().items():
+                if val.dtype.kind in "fc":
+                    assert np.all(np.isfinite(val)), (model, name)
+            assert not out.reliable[[0, 1, 2, 5]].any()
+            assert out.status[0] & STATUS_INVALID_INPUT
+            assert np.all(out.mbf_ml_min_g[~out.reliable] == 0)
+        # garbage AIF: no first pass at all
+        bad = mbf_map(np.full(40, np.nan), np.ones((3, 40)), times, model=model)
+        assert not bad.reliable.any() and np.all(np.isfinite(bad.mbf_ml_min_g))
+        assert any("AIF unusable" in f for f in bad.flags)
+        flat = fit_curves(np.zeros(40), np.ones((2, 40)), times, model=model)
+        assert not flat.reliable.any()
+
+
+def test_bad_shapes_and_arguments_raise_input_errors():
+    times = frame_times(70.0, n=30)
+    aif = np.interp(times, FINE, blood_aif())
+    with pytest.raises(InputError):
+        mbf_map(aif, np.zeros((4, 29)), times)
+    with pytest.raises(InputError):
+        mbf_map(aif[:, None], np.zeros((4, 30)), times)
+    with pytest.raises(InputError):
+        mbf_map(aif, np.zeros((4, 30)), times[::-1])
+    with pytest.raises(InputError):
+        mbf_map(aif, np.zeros((4, 30)), times, model="2cxm")
+    with pytest.raises(InputError):
+        mbf_map(aif, np.zeros((4, 30)), times, hematocrit=1.2)
+
+
+def test_aif_at_its_own_times_is_interpolated_inside_the_model():
+    times = frame_times(80.0, seed=7)
+    aif_times = times + 0.31  # AIF series acquired later in each heartbeat
+    aif_fine = blood_aif()
+    aif = np.interp(aif_times, FINE, aif_fine)
+    curves = tissue(times, aif_fine, np.array([1.0, 2.5]))
+    fit = fit_curves(aif, curves, times, model="btex", aif_times_s=aif_times)
+    assert np.all(np.abs(fit.mbf_ml_min_g / np.array([1.0, 2.5]) - 1) < 0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# Real data
+
+
+@pytest.mark.realdata
+def test_real_rest_scan_both_models(shared_data, artifacts_dir):
+    path = shared_data / "qperf_public" / "rest_gd.npz"
+    if not path.is_file():
+        pytest.skip("rest_gd.npz not present")
+    d = np.load(path)
+    gd, aif, myo = d["gd"], d["aif"], d["myocardium_mask"]
+    times = np.arange(aif.size) * float(d["dt_s"])
+    hct = float(d["hematocrit"])
+    medians = {}
+    pictures = []
+    for model in ("fermi", "btex"):
+        maps = mbf_map(aif, gd, times, model=model, hematocrit=hct)
+        assert maps.mbf_ml_min_g.shape == gd.shape[:2]
+        assert np.all(np.isfinite(maps.mbf_ml_min_g))
+        assert maps.reliable[myo].mean() > 0.8
+        medians[model] = float(np.median(maps.mbf_ml_min_g[myo]))
+        print(f"\nreal rest {model}: median MBF over myocardium {medians[model]:.3f} mL/min/g")
+        assert 0.6 <= medians[model] <= 1.5
+        shown = np.where(myo, maps.mbf_ml_min_g, 0.0)
+        pictures.append(colourise(shown, 2.0))
+    assert abs(medians["fermi"] / medians["btex"] - 1) <= 0.15
+    gap = np.zeros((pictures[0].shape[0], 12, 3), np.uint8)
+    write_png(
+        artifacts_dir / "mbf_rest_real_fermi_btex.png", np.hstack([pictures[0], gap, pictures[1]])
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Semi-quantitative indices and MPR
+
+
+def test_semiquant_indices_follow_flow_and_timing():
+    times = frame_times(80.0, seed=8)
+    aif_fine = blood_aif(baseline=0.2)
+    aif = np.interp(times, FINE, aif_fine)
+    mbf = np.array([0.6, 1.2, 2.4, 3.6])
+    curves = tissue(times, aif_fine, mbf)
+    sq = semiquant.semiquant_indices(aif, curves.reshape(2, 2, -1), times)
+    up = sq.upslope.reshape(-1)
+    assert sq.upslope.shape == (2, 2)
+    assert np.all(np.diff(up) > 0) and np.all(up > 0) and np.all(up < 1)
+    assert np.all(sq.reliable)
+    # first pass: AIF arrival 8 s, peak 3.9 s later; window up to peak + 2 rise times
+    first_pass = times <= 8.0 + 3 * 3.9
+    truth_peak = (curves - curves[:, :1])[:, first_pass].max(axis=1)
+    assert np.allclose(sq.peak_enhancement.reshape(-1), truth_peak, rtol=0.08)
+    assert np.all(sq.time_to_peak_s > 0) and np.all(sq.time_to_peak_s < 40)
+    late = semiquant.semiquant_indices(aif, tissue(times, aif_fine, mbf, delay=2.0), times)
+    ttp, ttp_late = sq.time_to_peak_s.reshape(-1), late.time_to_peak_s.reshape(-1)
+    assert np.all(ttp_late >= ttp) and np.all(ttp_late[2:] > ttp[2:])  # low flows: window end
+    junk = semiquant.semiquant_indices(aif, np.full((3, times.size), np.nan), times)
+    assert not junk.reliable.any() and np.all(np.isfinite(junk.upslope))
+
+
+def test_mpr_conventions():
+    stress = {1: 3.0, 2: 2.0, 3: 1.0, 4: 2.5}
+    rest = {1: 1.0, 2: 0.2, 3: 1.0, 4: 1.0}
+    seg = mpr.segment_mpr(stress, rest, rest_reliable={1: True, 2: True, 3: True, 4: False})
+    assert seg == {1: 3.0, 2: None, 3: 1.0, 4: None}
+    gs = mpr.global_mbf(stress)
+    gr = mpr.global_mbf(rest, reliable={1: True, 2: True, 3: True, 4: True})
+    assert gs == pytest.approx(2.125) and gr == pytest.approx(0.8)
+    assert mpr.global_mpr(gs, gr) == pytest.approx(2.125 / 0.8)
+    assert mpr.global_mpr(2.0, 0.2) is None and mpr.global_mpr(None, 1.0) is None
+    assert mpr.global_mbf({1: None, 2: float("nan")}) is None
+    assert mpr.global_mbf({1: 1.0, 2: 3.0}, weights={1: 3, 2: 1}) == pytest.approx(1.5)

