@@ -818,7 +818,7 @@ def _fit_regions(
     elif isinstance(delay, str):
         raise InputError(f"delay must be a number of seconds, 'shared' or 'each', not {delay!r}.")
     else:
-        d_est = np.full(n, float(delay))
+        d_est = np.broadcast_to(np.asarray(delay, dtype=float).reshape(-1), (n,)).copy()
     win_lo, win_hi = getattr(mod, "DELAY_WINDOW_S", (-1.0, 1.5))
     if free_delay:
         offsets = np.arange(max(win_lo, -0.75), min(win_hi, 1.0) + 1e-9, 0.25)
@@ -864,7 +864,8 @@ def _fit(
     min_r2: float,
     subtract_baseline: bool,
     dt_fine_s: float | None,
-    delay_s: float | str | None,
+    delay_s: float | str | np.ndarray | None,
+    reference_curve: np.ndarray | None = None,
 ) -> MbfMaps:
     if model not in MODELS:
         raise InputError(f"Unknown kinetic model {model!r}; choose one of {sorted(MODELS)}.")
@@ -874,10 +875,41 @@ def _fit(
     if isinstance(delay_s, str):
         if not region or delay_s not in ("shared", "each"):
             raise InputError(f"delay_s must be a number of seconds or None, not {delay_s!r}.")
+    elif delay_s is not None and np.ndim(delay_s) > 0:
+        d_arr = np.asarray(delay_s, dtype=float)
+        n_curves = int(np.prod(np.shape(tissue)[:-1]))
+        if not region or d_arr.size != n_curves:
+            raise InputError(
+                "per-curve delays (an array) need fit_curves with one delay per curve, "
+                f"not {d_arr.size} delays for {n_curves} curves."
+            )
+        if not np.all((d_arr >= DELAY_BOUNDS_S[0]) & (d_arr <= DELAY_BOUNDS_S[1])):
+            raise InputError(f"delay_s must lie in {DELAY_BOUNDS_S} s.")
+        delay_s = d_arr.reshape(-1)
     elif delay_s is not None and not (DELAY_BOUNDS_S[0] <= float(delay_s) <= DELAY_BOUNDS_S[1]):
         raise InputError(f"delay_s must lie in {DELAY_BOUNDS_S} s, not {delay_s!r}.")
     mod = MODELS[model]
-    prep, spatial = _prepare(aif, tissue, times_s, aif_times_s, subtract_baseline)
+    ref_row = None
+    if reference_curve is not None and not region:
+        ref_row = np.asarray(reference_curve, dtype=float).reshape(-1)
+        tis = np.asarray(tissue)
+        if tis.ndim < 1 or ref_row.size != tis.shape[-1]:
+            raise InputError(
+                f"reference_curve has {ref_row.size} values for {np.shape(tissue)[-1]} frames."
+            )
+        if not np.all(np.isfinite(ref_row)):
+            ref_row = None
+    if ref_row is None:
+        prep, spatial = _prepare(aif, tissue, times_s, aif_times_s, subtract_baseline)
+    else:
+        # prepared with the tissue (same baseline frames and scale), then split off
+        tis = np.asarray(tissue)
+        both = np.concatenate([tis.reshape(-1, tis.shape[-1]).astype(float), ref_row[None]])
+        prep, _ = _prepare(aif, both, times_s, aif_times_s, subtract_baseline)
+        spatial = tis.shape[:-1]
+        ref_row = prep.curves[-1].copy()
+        prep.curves = prep.curves[:-1]
+        prep.invalid = prep.invalid[:-1]
     n = prep.curves.shape[0]
     axes = mod.shape_grid()
     n_shape = len(mod.SHAPE_PARAMS)
@@ -889,10 +921,15 @@ def _fit(
     ref_delay = float("nan")
     if prep.aif_ok and n:
         problem_all = _Problem(mod, prep.aif, prep.aif_times, prep.times, hct, dt_fine_s)
-        typical = None if region else _typical_curve(prep)[None, :]
+        if region:
+            typical = None
+        elif ref_row is not None and np.max(ref_row) > 0:
+            typical = ref_row[None, :]
+        else:
+            typical = _typical_curve(prep)[None, :]
         if getattr(mod, "FIRST_PASS_WINDOW", None) is not None:
             if delay_s is not None and not isinstance(delay_s, str):
-                d_win = float(delay_s)
+                d_win = float(np.median(delay_s))
             else:
                 c0 = prep.curves[~prep.invalid] if region else typical
                 c0 = c0.mean(axis=0) if c0.shape[0] else prep.curves.mean(axis=0)
@@ -991,6 +1028,7 @@ def mbf_map(
     min_r2: float = 0.5,
     subtract_baseline: bool = True,
     dt_fine_s: float | None = None,
+    reference_curve: np.ndarray | None = None,
 ) -> MbfMaps:
     """Pixelwise MBF (mL/min/g) of ``tissue`` (..., T) against the blood ``aif`` (T,).
 
@@ -1001,6 +1039,10 @@ def mbf_map(
     delay_s: reference bolus-arrival delay of the map (s); by default it is fitted on the mean
     myocardium-like curve (``MbfMaps.reference_delay_s``) and used for every pixel (plus
     ``<model>.PIXEL_DELAY_OFFSETS_S``). min_r2: reliability threshold on R^2.
+    reference_curve: (T,) high-SNR tissue curve (same units and frames as ``tissue``, e.g.
+    the mean of the eroded myocardium, free of blood partial volume) on which the reference
+    delay and, for BTEX, the centre of the pixel lattice are fitted; default the mean of the
+    map's myocardium-like curves.
     Returns :class:`MbfMaps` with the spatial shape ``tissue.shape[:-1]``.
     Raises :class:`InputError` for unusable shapes; garbage values give unreliable zeros.
     """
@@ -1016,6 +1058,7 @@ def mbf_map(
         subtract_baseline=subtract_baseline,
         dt_fine_s=dt_fine_s,
         delay_s=delay_s,
+        reference_curve=reference_curve,
     )
 
 
@@ -1027,7 +1070,7 @@ def fit_curves(
     model: str = "fermi",
     hematocrit: float = 0.42,
     aif_times_s: np.ndarray | None = None,
-    delay_s: float | str | None = None,
+    delay_s: float | str | np.ndarray | None = None,
     min_r2: float = 0.5,
     subtract_baseline: bool = True,
     dt_fine_s: float | None = None,
@@ -1040,7 +1083,9 @@ def fit_curves(
     delay_s: None or ``"shared"`` (default): one bolus-arrival delay for all curves, taken
     from their mean curve (higher SNR; the flow of each curve is very sensitive to its delay,
     which single noisy curves do not pin down); ``"each"``: every curve's own delay; a number:
-    that delay (s), e.g. the slice's ``MbfMaps.reference_delay_s``."""
+    that delay (s), e.g. the slice's ``MbfMaps.reference_delay_s``; an array with one delay per
+    curve (s, shape ``curves.shape[:-1]``): each curve fitted at its own fixed delay (e.g. one
+    curve replicated over a delay scan)."""
     return _fit(
         aif,
         curves,

@@ -231,8 +231,8 @@ def temporal_variant(rec: dict, params: PreprocessParams, seed: int, v: int) -> 
             if dr1 is not None:
                 images = dr1
         aug = Augment(
-            time_shift_s=float(rng.normal(0, 0.8)),
-            time_stretch=float(np.exp(rng.normal(0, 0.12))),
+            time_shift_s=float(rng.normal(0, 1.5)),
+            time_stretch=float(np.exp(rng.normal(0, 0.2))),
         )
     enh = temporal_stage(
         images,
