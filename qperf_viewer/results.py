@@ -48,12 +48,25 @@ class Segmentation:
     flags: tuple[str, ...] = ()
 
     def content_hash(self) -> str:
-        import hashlib
+        """:func:`segmentation_hash` of this label map and its RV insertion points."""
+        return segmentation_hash(
+            self.labels, self.rv_insertion_anterior, self.rv_insertion_inferior
+        )
 
-        h = hashlib.sha256(np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
-        for p in (self.lv_centre, self.rv_insertion_anterior, self.rv_insertion_inferior):
-            h.update(repr(None if p is None else tuple(round(float(v), 3) for v in p)).encode())
-        return h.hexdigest()[:16]
+
+def segmentation_hash(labels: np.ndarray, rv_ant=None, rv_inf=None) -> str:
+    """The one hash that ties an edit to the automatic result it derives from: SHA-256 (hex,
+    first 16 characters) of the label map (shape + uint8 bytes) and the RV insertion points
+    (row, col) rounded to 0.001 px. The LV centre is not hashed: it follows from the labels."""
+    import hashlib
+
+    h = hashlib.sha256()
+    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    h.update(str(lab.shape).encode())
+    h.update(lab.tobytes())
+    for p in (rv_ant, rv_inf):
+        h.update(b"none" if p is None else np.asarray(p, dtype=np.float64).round(3).tobytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -176,3 +176,18 @@ def test_seg_package_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_edit_parent_hash_matches_the_pipelines_segmentation():
+    """An edit made from an automatic result (seg.edits) names the same hash that the
+    pipeline and the GUI compute for that automatic segmentation, so reopening an exam
+    accepts the edit, and a different automatic result does not match."""
+    from qperf_viewer.pipeline.segmenter import as_segmentation
+
+    lab = _labels()
+    auto = SliceSegmentation(lab, 0.9, (20.0, 20.0), (10.5, 30.25), (29.5, 30.0))
+    seg = as_segmentation(auto, None)
+    assert edit_from_result(auto, "stress", 1).parent_hash == seg.content_hash()
+    other = lab.copy()
+    other[20, 20] = 2
+    assert segmentation_hash(other, (10.5, 30.25), (29.5, 30.0)) != seg.content_hash()

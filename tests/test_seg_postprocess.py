@@ -130,3 +130,22 @@ def test_rv_insertion_without_rv():
     assert res.anterior is None and res.inferior is None
     assert lv_centre(lab) == pytest.approx(C, abs=0.01)
     assert lv_centre(np.zeros((5, 5), np.uint8)) is None
+
+
+def test_cavity_is_the_ringed_one_beside_the_rv_not_the_largest():
+    """A bright descending aorta predicted as a larger 'LV' with a partial ring must not
+    replace the true cavity (seen on held-out phantom exams before this rule)."""
+    yy, xx = np.mgrid[:120, :120]
+    lab = np.zeros((120, 120), np.uint8)
+    r = np.hypot(yy - 40, xx - 40)
+    lab[r < 16] = 2
+    lab[r < 10] = 1
+    lab[(np.hypot(yy - 40, xx - 62) < 12) & (r >= 16)] = 3  # RV crescent beside the ring
+    r2 = np.hypot(yy - 90, xx - 90)
+    lab[(r2 < 19) & (xx < 80)] = 2  # partial 'ring' on one side only
+    lab[r2 < 14] = 1  # larger bright blob
+    out, flags = postprocess_labels(lab)
+    lv = out == 1
+    assert lv[40, 40] and not lv[90, 90]
+    assert (out == 2)[40, 53] and (out == 3).any()
+    assert "RV missing" not in flags and "ring broken" not in flags

@@ -164,8 +164,10 @@ class MainWindow(QMainWindow):
         an.addSeparator()
         models = QActionGroup(self)
         self.session.model = str(settings.get("analysis/model"))
-        for key, label in (("btex", "Model: BTEX (blood-tissue exchange)"),
-                           ("fermi", "Model: Fermi deconvolution")):
+        for key, label in (
+            ("btex", "Model: BTEX (blood-tissue exchange)"),
+            ("fermi", "Model: Fermi deconvolution"),
+        ):
             a = an.addAction(label, lambda k=key: self.set_model(k))
             a.setCheckable(True)
             a.setChecked(key == self.session.model)

@@ -49,6 +49,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log", help="also append the log to this file")
     p.set_defaults(handler=_train)
 
+    e = sub.add_parser(
+        "evaluate-model",
+        help="measure the installed segmentation model on held-out phantom exams and real data",
+        description=(
+            "Generate (or reuse) the held-out test exams of the training split (seeds never "
+            "trained on, held-out variant families included), segment them with the ONNX model "
+            "through the app's inference path, and print per-variant metrics; with --real, also "
+            "the Dice on hand-labelled real exams. No PyTorch needed."
+        ),
+    )
+    e.add_argument("--models", help="folder with qperf_seg.onnx + metadata.json (default models/)")
+    e.add_argument("--seed", type=int, default=20260115, help="seed of the training split")
+    e.add_argument("--per-variant", type=int, default=2, help="test exams per variant (default 2)")
+    e.add_argument("--work", default=".work", help="cache folder (default .work)")
+    e.add_argument(
+        "--real", metavar="DIR", help="real labelled exams (e.g. ../shared/data/real_labelled)"
+    )
+    e.add_argument("--public", metavar="DIR", help="public QPerf examples: overlays for review")
+    e.add_argument("--out", default=".work/eval", help="folder for JSON, tables and overlays")
+    e.set_defaults(handler=_evaluate)
+
 
 def _train(args: argparse.Namespace) -> int:
     import logging
@@ -111,4 +132,38 @@ def _train(args: argparse.Namespace) -> int:
             f"RV angle {m['rv_angle_err_deg']:.1f} deg"
         )
     print(f"model written to {summary['onnx']}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    from pathlib import Path
+
+    from qperf_viewer import config
+    from qperf_viewer.seg.train.card import phantom_table, real_table
+    from qperf_viewer.seg.train.data import build_cache
+    from qperf_viewer.seg.train.evaluate import evaluate_model, evaluate_real, render_public
+    from qperf_viewer.seg.train.run import HELD_OUT, make_split
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    models = Path(args.models) if args.models else config.models_dir()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    split = make_split("phantom", args.seed, 1, 1, args.per_variant)
+    paths = build_cache(Path(args.work) / "seg_cache", "phantom", split["test"], cut=False)
+    res = evaluate_model(models, paths)
+    (out / "seg_eval.json").write_text(json.dumps(res, indent=2))
+    text = "## Held-out phantom exams\n\n" + phantom_table(out / "seg_eval.json", HELD_OUT)
+    if args.real:
+        real = evaluate_real(Path(args.real), models_dir=models, overlay_dir=out)
+        (out / "seg_real.json").write_text(json.dumps(real, indent=2))
+        text += "\n## Real labelled exams\n\n" + real_table(out / "seg_real.json")
+    if args.public:
+        pub = render_public(Path(args.public), out, models_dir=models)
+        (out / "seg_public.json").write_text(json.dumps(pub, indent=2, default=str))
+        text += "\n## Public QPerf examples\n\n```\n" + json.dumps(pub, indent=2, default=str)
+        text += "\n```\n"
+    (out / "tables.md").write_text(text)
+    print(text)
     return 0

@@ -22,6 +22,7 @@ from scipy import ndimage
 from qperf_viewer import config
 from qperf_viewer.errors import ModelError
 from qperf_viewer.geometry import SliceGeometry
+from qperf_viewer.results import segmentation_hash
 from qperf_viewer.seg.postprocess import largest_component, postprocess_labels
 from qperf_viewer.seg.preprocess import PreprocessParams, crop_to_native, preprocess_series
 from qperf_viewer.seg.rv_insertion import rv_insertion_points
@@ -62,17 +63,6 @@ class SliceSegmentation:
         return segmentation_hash(
             self.labels, self.rv_insertion_anterior, self.rv_insertion_inferior
         )
-
-
-def segmentation_hash(labels: np.ndarray, rv_ant=None, rv_inf=None) -> str:
-    """Hash of a label map (shape + bytes) and RV points, used to tie edits to results."""
-    h = hashlib.sha256()
-    lab = np.ascontiguousarray(labels, dtype=np.uint8)
-    h.update(str(lab.shape).encode())
-    h.update(lab.tobytes())
-    for p in (rv_ant, rv_inf):
-        h.update(b"none" if p is None else np.asarray(p, dtype=np.float64).round(3).tobytes())
-    return h.hexdigest()[:16]
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Anatomical clean-up of a label map (Y, X) uint8: 0 background, 1 LV blood pool,
 2 myocardium, 3 RV blood pool.
 
-Rules (in order): one LV cavity (largest component, holes filled, so papillary muscles and
+Rules (in order): one LV cavity (the component best enclosed by myocardium with the RV
+beside it, holes filled, so papillary muscles and
 trabeculae enclosed by the cavity count as LV); one myocardium component touching it (islands
 removed, everything enclosed by the epicardium that is not LV becomes myocardium); small gaps
 in the ring closed, large gaps flagged; one RV component next to the myocardium.
@@ -51,7 +52,7 @@ def postprocess_labels(
     lab = np.asarray(labels, dtype=np.uint8)
     out = np.zeros_like(lab)
     flags: list[str] = []
-    lv = largest_component(lab == LABEL_LV)
+    lv = _best_cavity(lab, rv_max_distance_px)
     if not lv.any():
         return out, [FLAG_NO_RING, FLAG_RV_MISSING]
     lv = ndimage.binary_fill_holes(lv)
@@ -84,6 +85,44 @@ def postprocess_labels(
     out[lv] = LABEL_LV
     flags += _rv_only(lab, out, rv_max_distance_px)
     return out, flags
+
+
+def _best_cavity(lab: np.ndarray, rv_max_distance_px: float) -> np.ndarray:
+    """The LV cavity among the predicted LV components: the one best enclosed by myocardium
+    and with the RV beside its ring, not merely the largest (a bright descending aorta or
+    stomach can be predicted as a second, larger 'cavity' with a partial ring).
+
+    Candidates are components of at least 10% of the largest one; score = fraction of the
+    cavity border that is myocardium + 0.5 if an RV component lies within
+    ``rv_max_distance_px`` of the cavity and its touching myocardium; ties go to the larger.
+    """
+    clab, n = ndimage.label(lab == LABEL_LV, structure=_SQUARE)
+    if n <= 1:
+        return clab > 0
+    sizes = np.bincount(clab.ravel())
+    sizes[0] = 0
+    cands = [i for i in range(1, n + 1) if sizes[i] >= max(0.1 * sizes.max(), 4)]
+    if len(cands) == 1:
+        return clab == cands[0]
+    myo = lab == LABEL_MYO
+    mlab, _ = ndimage.label(myo, structure=_SQUARE)
+    rv = lab == LABEL_RV
+    rv_dist = ndimage.distance_transform_edt(~rv) if rv.any() else None
+    best, best_key = cands[0], (-1.0, 0)
+    for i in cands:
+        c = ndimage.binary_fill_holes(clab == i)
+        border = ndimage.binary_dilation(c, _CROSS) & ~c
+        ring = float(np.mean(myo[border])) if border.any() else 0.0
+        score = ring
+        if rv_dist is not None:
+            touch = np.unique(mlab[ndimage.binary_dilation(c, _SQUARE) & (mlab > 0)])
+            heart = c | np.isin(mlab, touch[touch > 0])
+            if float(rv_dist[heart].min()) <= rv_max_distance_px:
+                score += 0.5
+        key = (round(score, 2), int(sizes[i]))
+        if key > best_key:
+            best, best_key = i, key
+    return clab == best
 
 
 def _rv_only(lab: np.ndarray, out: np.ndarray, max_dist_px: float) -> list[str]:

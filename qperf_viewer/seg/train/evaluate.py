@@ -142,6 +142,11 @@ def evaluate_real(
         if ref is not None and ref in cands:
             k = ref
             how = "reference frame"
+        elif ref is not None:
+            # the labelled frame nearest in time to the reference (not the best-matching one,
+            # which would flatter the score)
+            k = min(cands, key=lambda f: abs(f - ref))
+            how = "labelled frame nearest the reference"
         else:
             k = max(cands, key=lambda f: dice(seg.labels == 2, s.labels[f] == 2))
             how = "best-matching labelled frame"

@@ -17,7 +17,6 @@ import numpy as np
 
 from qperf_viewer.seg.preprocess import PreprocessParams
 from qperf_viewer.seg.train.data import build_cache, load_cached
-from qperf_viewer.seg.train.loop import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +127,7 @@ def run_training(
 ) -> dict:
     """Train (or resume), export the best checkpoint and evaluate it; returns a summary."""
     from qperf_viewer.seg.train.export import export_onnx
+    from qperf_viewer.seg.train.loop import TrainConfig, train
 
     if small:
         cfg = TrainConfig(
