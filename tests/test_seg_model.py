@@ -55,6 +55,36 @@ def test_model_loads_with_metadata():
     assert load_model() is m  # cached
 
 
+def _phantom_slice(seed: int, variant: str, condition: str, k: int):
+    from qperf_viewer.phantom import generate_exam
+    from qperf_viewer.seg.train.data import motion_correct_truth
+
+    pe = generate_exam(seed, variant)
+    s = pe.exam.conditions[condition].slices[k]
+    st = pe.truth[condition].slices[k]
+    return motion_correct_truth(s.images, st.displacement_px), s, st
+
+
+@needs_model
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "seed,variant,condition,k",
+    [
+        (961315, "three_tesla", "stress", 1),  # aorta predicted as a larger second 'LV'
+        (960816, "ge", "rest", 2),  # first crop candidate on the aorta, ring broken
+        (961016, "dark_rim", "stress", 1),  # first candidate plausible-looking, no RV
+    ],
+)
+def test_heldout_slices_where_the_heart_was_lost(seed, variant, condition, k):
+    """Held-out test exams (seeds never trained on) on which the full-field-of-view path once
+    segmented the aorta instead of the heart: the heart must be found and delineated."""
+    images, s, st = _phantom_slice(seed, variant, condition, k)
+    seg = segment_series(images, s.times_s, s.pd_frames, s.geometry)
+    assert dice(seg.labels == 2, st.labels == 2) >= 0.9
+    assert dice(seg.labels == 1, st.labels == 1) >= 0.9
+    assert "RV missing" not in seg.flags
+
+
 def _phantom_slices(seed: int, variant: str):
     from qperf_viewer.phantom import generate_exam
     from qperf_viewer.seg.train.data import motion_correct_truth

@@ -23,7 +23,7 @@ from qperf_viewer import config
 from qperf_viewer.errors import ModelError
 from qperf_viewer.geometry import SliceGeometry
 from qperf_viewer.results import segmentation_hash
-from qperf_viewer.seg.postprocess import largest_component, postprocess_labels
+from qperf_viewer.seg.postprocess import postprocess_labels
 from qperf_viewer.seg.preprocess import PreprocessParams, crop_to_native, preprocess_series
 from qperf_viewer.seg.rv_insertion import rv_insertion_points
 
@@ -150,15 +150,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=0, keepdims=True)
 
 
-def _heart_score(probs: np.ndarray, pixel_mm: float) -> float:
-    """Area (mm^2) of the predicted LV cavity times the fraction of its border that is
-    predicted myocardium: ~0 when the crop shows no LV with a myocardial ring."""
-    lv = largest_component(probs[1] > 0.5)
+def _heart_score(probs: np.ndarray, pixel_mm: float) -> tuple[float, bool]:
+    """Plausibility of a crop's prediction as a short-axis heart.
+
+    Score: area (mm^2) of the LV cavity kept by the anatomical clean-up times the fraction of
+    its border that is myocardium, times 0.3 when no RV lies beside the ring and 0.5 when the
+    ring is broken; ~0 when the crop shows no LV with a myocardial ring (e.g. a crop centred
+    on the aorta or the stomach). Also returns whether the clean-up raised no flag."""
+    labels, flags = postprocess_labels(np.argmax(probs, axis=0).astype(np.uint8))
+    lv = labels == 1
     if not lv.any():
-        return 0.0
+        return 0.0, False
     border = ndimage.binary_dilation(lv, iterations=2) & ~lv
     ring = float(np.mean(probs[2][border] > 0.3)) if border.any() else 0.0
-    return float(lv.sum()) * pixel_mm**2 * ring
+    rv = 0.3 if "RV missing" in flags else 1.0
+    closed = 0.5 if "ring broken" in flags else 1.0
+    return float(lv.sum()) * pixel_mm**2 * ring * rv * closed, not flags
 
 
 def _confidence(probs: np.ndarray, myo: np.ndarray) -> float:
@@ -202,16 +209,16 @@ def segment_series(
     candidates = list(pre.candidates)
     t1 = time.perf_counter()
     n_runs = 1
-    score = _heart_score(probs, params.pixel_mm)
-    if centre is None and score < HEART_SCORE_OK and candidates:
-        # the first candidate shows no LV with a myocardial ring: try the others
+    score, plausible = _heart_score(probs, params.pixel_mm)
+    if centre is None and not (plausible and score >= HEART_SCORE_OK) and candidates:
+        # the first candidate shows no LV in a closed ring beside the RV: try the others
         for c in candidates:
             p2, pr2 = _run(c)
             n_runs += 1
-            s2 = _heart_score(pr2, params.pixel_mm)
+            s2, ok2 = _heart_score(pr2, params.pixel_mm)
             if s2 > score:
-                pre, probs, score = p2, pr2, s2
-            if score >= HEART_SCORE_OK:
+                pre, probs, score, plausible = p2, pr2, s2, ok2
+            if plausible and score >= HEART_SCORE_OK:
                 break
     t2 = time.perf_counter()
     if recentre and centre is None:

@@ -112,12 +112,14 @@ def dice_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate(model: ResUNet, val_set: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(
+    model: ResUNet, val_set: list[tuple[np.ndarray, np.ndarray]], device: str = "cpu"
+) -> dict[str, float]:
     model.eval()
     scores = []
     for x, y in val_set:
-        logits = model(torch.from_numpy(x)[None])
-        pred = logits.argmax(1)[0].numpy()
+        logits = model(torch.from_numpy(x)[None].to(device))
+        pred = logits.argmax(1)[0].cpu().numpy()
         scores.append(dice_scores(pred, y))
     model.train()
     return {k: float(np.nanmean([s[k] for s in scores])) for k in scores[0]}
@@ -135,9 +137,13 @@ def train(
     torch.manual_seed(cfg.seed)
     params = PreprocessParams.from_dict(cfg.params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = ResUNet(params.n_frames, 4, cfg.base, cfg.depth)
+    # a CUDA device when there is one (the full model on a lent GPU), else the CPU
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = ResUNet(params.n_frames, 4, cfg.base, cfg.depth).to(device)
     n_par = sum(p.numel() for p in model.parameters())
-    log.info("model: ResUNet base %d depth %d, %d parameters", cfg.base, cfg.depth, n_par)
+    log.info(
+        "model: ResUNet base %d depth %d, %d parameters, on %s", cfg.base, cfg.depth, n_par, device
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt,
@@ -154,7 +160,7 @@ def train(
         model.load_state_dict(ck["model"])
         log.info("initialised from %s (iteration %d)", cfg.init_from, ck["iter"])
     if resume and latest.exists():
-        ck = torch.load(latest, weights_only=False)
+        ck = torch.load(latest, weights_only=False, map_location=device)
         if ck["config_digest"] == cfg.digest():
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
@@ -178,6 +184,7 @@ def train(
     run_loss = 0.0
     for i in range(start, cfg.iters):
         x, y = next(it)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
         loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -196,7 +203,7 @@ def train(
             )
             run_loss = 0.0
         if (i + 1) % cfg.val_every == 0 or i + 1 == cfg.iters:
-            v = validate(model, val_set)
+            v = validate(model, val_set, device)
             log.info(
                 "iter %d validation Dice: myo %.4f lv %.4f rv %.4f",
                 i + 1,
