@@ -21,43 +21,12 @@ from qperf_viewer.exam import LABEL_MYO
 from qperf_viewer.gui.backend import CoreBackend
 from qperf_viewer.gui.main_window import MainWindow
 from qperf_viewer.gui.session import Session
-from qperf_viewer.results import Segmentation
+from qperf_viewer.phantom.truth_segmenter import TruthSegmenter
 
 pytestmark = pytest.mark.slow
 
 SEED, VARIANT = 1, "two_slices"
 HAVE_MODEL = (config.models_dir() / "qperf_seg.onnx").is_file()
-
-
-class TruthSegmenter:
-    """Phantom truth labels and landmarks shifted to the motion-correction reference frame."""
-
-    version = "phantom truth masks (test)"
-
-    def __init__(self, phantom_dir: Path):
-        from qperf_viewer.phantom.truth_io import load_truth
-
-        self.truth = load_truth(phantom_dir)
-
-    def __call__(
-        self, images, times_s, pd_frames, geometry, *, condition, slice_index, reference_frame, **_
-    ):
-        from scipy import ndimage
-
-        st = self.truth["conditions"][condition]["slices"][slice_index]
-        d = np.asarray(st["displacement_px"][reference_frame], dtype=float)
-        labels = ndimage.shift(st["labels"], d, order=0, mode="constant", cval=0)
-
-        def move(p):
-            return (float(p[0] + d[0]), float(p[1] + d[1]))
-
-        return Segmentation(
-            labels=labels.astype(np.uint8),
-            lv_centre=move(st["lv_centre"]),
-            rv_insertion_anterior=move(st["rv_insertion_anterior"]),
-            rv_insertion_inferior=move(st["rv_insertion_inferior"]),
-            confidence=1.0,
-        )
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from qperf_viewer.cli import main
 from qperf_viewer.exam import LABEL_LV, LABEL_MYO
 from qperf_viewer.geometry import angle_about_normal_deg, base_to_apex_normal
 from qperf_viewer.phantom.truth_io import load_truth
+from qperf_viewer.phantom.truth_segmenter import TruthSegmenter
 from qperf_viewer.pipeline import (
     SEGMENTATION_SCHEMA,
     analyze_exam,
@@ -43,41 +44,9 @@ from qperf_viewer.pipeline import (
     report_data,
 )
 from qperf_viewer.report.results_json import load_results
-from qperf_viewer.results import Segmentation
 
 SEED, VARIANT = 1, "two_slices"
 HAVE_MODEL = (config.models_dir() / "qperf_seg.onnx").is_file()
-
-
-class TruthSegmenter:
-    """The phantom's truth labels and landmarks, moved to the reference frame of the motion
-    correction (the truth is drawn at the breath-hold position, displacement 0)."""
-
-    version = "phantom truth masks (test)"
-
-    def __init__(self, phantom_dir: Path, fail: set[tuple[str, int]] = frozenset()):
-        self.truth = load_truth(phantom_dir)
-        self.fail = set(fail)
-
-    def __call__(
-        self, images, times_s, pd_frames, geometry, *, condition, slice_index, reference_frame, **_
-    ):
-        if (condition, slice_index) in self.fail:
-            raise ValueError("simulated segmentation failure")
-        st = self.truth["conditions"][condition]["slices"][slice_index]
-        d = np.asarray(st["displacement_px"][reference_frame], dtype=float)
-        labels = ndimage.shift(st["labels"], d, order=0, mode="constant", cval=0)
-
-        def move(p):
-            return (float(p[0] + d[0]), float(p[1] + d[1]))
-
-        return Segmentation(
-            labels=labels.astype(np.uint8),
-            lv_centre=move(st["lv_centre"]),
-            rv_insertion_anterior=move(st["rv_insertion_anterior"]),
-            rv_insertion_inferior=move(st["rv_insertion_inferior"]),
-            confidence=1.0,
-        )
 
 
 def _tree_state(root: Path) -> dict[str, tuple[str, int]]:

@@ -155,8 +155,13 @@ def test_fine_tuning_samples(tmp_path):
     imgs = np.random.default_rng(0).random((12, 40, 50)).astype(np.float32)
     write_training_sample(tmp_path / "a.npz", imgs, np.arange(12.0), (0, 1), (1.8, 1.8), lab)
     save_edit(tmp_path, _edit())
-    np.savez(tmp_path / "stress_slice1_series.npz", images=imgs, times_s=np.arange(12.0),
-             pd_frames=np.array([], int), spacing_mm=np.array([2.0, 2.0]))
+    np.savez(
+        tmp_path / "stress_slice1_series.npz",
+        images=imgs,
+        times_s=np.arange(12.0),
+        pd_frames=np.array([], int),
+        spacing_mm=np.array([2.0, 2.0]),
+    )
     recs = load_user_samples(tmp_path)
     assert len(recs) == 2
     for r in recs:

@@ -827,7 +827,8 @@ def _fit_regions(
         n_starts = 3
     else:
         offsets = np.array([0.0])
-        n_starts = 3
+        # one delay per curve (a delay scan of one curve): the best dictionary start suffices
+        n_starts = 1 if np.ndim(delay) > 0 else 3
     d_range = problem_all.delay_range if free_delay else DELAY_BOUNDS_S
     delays = np.clip(d_est[:, None] + offsets[None, :], *d_range)
     starts = _grid_starts(problem, curves, axes, delays, n_starts)  # (n, S, dim)

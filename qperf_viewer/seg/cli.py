@@ -68,6 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--public", metavar="DIR", help="public QPerf examples: overlays for review")
     e.add_argument("--out", default=".work/eval", help="folder for JSON, tables and overlays")
+    e.add_argument(
+        "--sectors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the whole pipeline on N held-out exams per variant: AHA agreement and "
+        "segment MBF from automatic vs truth masks on the same maps",
+    )
     e.set_defaults(handler=_evaluate)
 
 
@@ -141,7 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qperf_viewer import config
-    from qperf_viewer.seg.train.card import phantom_table, real_table
+    from qperf_viewer.seg.train.card import phantom_table, real_table, sectors_table
     from qperf_viewer.seg.train.data import build_cache
     from qperf_viewer.seg.train.evaluate import evaluate_model, evaluate_real, render_public
     from qperf_viewer.seg.train.run import HELD_OUT, make_split
@@ -155,6 +163,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     res = evaluate_model(models, paths)
     (out / "seg_eval.json").write_text(json.dumps(res, indent=2))
     text = "## Held-out phantom exams\n\n" + phantom_table(out / "seg_eval.json", HELD_OUT)
+    if args.sectors:
+        from qperf_viewer.seg.train.evaluate import evaluate_sectors
+        from qperf_viewer.seg.train.run import TEST_VARIANTS
+
+        items = [(sd, v) for sd, v in split["test"] if v in TEST_VARIANTS]
+        seen: dict[str, int] = {}
+        keep = []
+        for sd, v in items:
+            if seen.get(v, 0) < args.sectors:
+                seen[v] = seen.get(v, 0) + 1
+                keep.append((sd, v))
+        sec = evaluate_sectors(keep, Path(args.work) / "sector_eval")
+        (out / "seg_sectors.json").write_text(json.dumps(sec, indent=2))
+        text += "\n## AHA sectors and segment MBF (automatic vs truth masks, same maps)\n\n"
+        text += sectors_table(sec)
     if args.real:
         real = evaluate_real(Path(args.real), models_dir=models, overlay_dir=out)
         (out / "seg_real.json").write_text(json.dumps(real, indent=2))

@@ -43,3 +43,23 @@ def real_table(real_json: Path) -> str:
         f"{d['hausdorff_mm_mean']:.1f} | | | |"
     )
     return head + "\n".join(rows) + "\n"
+
+
+def sectors_table(d: dict) -> str:
+    """Per-exam AHA agreement and segment MBF differences (automatic - truth masks)."""
+    head = (
+        "| exam | AHA agreement | segment MBF bias (mL/min/g) | mean abs | segments |\n"
+        "|---|---|---|---|---|\n"
+    )
+    rows = [
+        f"| {r['variant']} {r['seed']} | {100 * r['aha_agreement']:.1f}% | {r['bias']:+.3f} "
+        f"| {r['mean_abs']:.3f} | {len(r['segment_mbf_diffs'])} |"
+        for r in d["exams"]
+    ]
+    rows.append(
+        f"| **all** | {100 * d['aha_agreement_mean']:.1f}% (min "
+        f"{100 * d['aha_agreement_min']:.1f}%) | {d['segment_mbf_bias']:+.3f} "
+        f"| {d['segment_mbf_mean_abs']:.3f} (max {d['segment_mbf_max_abs']:.3f}) "
+        f"| {d['n_segments']} |"
+    )
+    return head + "\n".join(rows) + "\n"

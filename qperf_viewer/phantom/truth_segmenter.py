@@ -1,0 +1,61 @@
+"""A segmenter that returns a phantom exam's ground truth instead of running the model.
+
+Used to measure what the automatic segmentation changes (model evaluation) and by tests that
+check the quantification without the model. Same call signature as the pipeline's segmenters
+(:mod:`qperf_viewer.pipeline.segmenter`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from qperf_viewer.results import Segmentation
+
+
+class TruthSegmenter:
+    """The phantom's truth labels and landmarks, moved to the reference frame of the motion
+    correction (the truth is drawn at the breath-hold position, displacement 0).
+
+    phantom_dir: a folder written by ``qperf-viewer phantom`` (its ``truth/`` beside the DICOM
+    tree). fail: (condition, slice_index) pairs that raise, to simulate a failing slice.
+    """
+
+    version = "phantom truth masks"
+
+    def __init__(self, phantom_dir: str | Path, fail: set[tuple[str, int]] = frozenset()):
+        from qperf_viewer.phantom.truth_io import load_truth
+
+        self.truth = load_truth(phantom_dir)
+        self.fail = set(fail)
+
+    def slice_truth(self, condition: str, slice_index: int) -> dict:
+        return self.truth["conditions"][condition]["slices"][slice_index]
+
+    def moved(self, condition: str, slice_index: int, reference_frame: int, key: str = "labels"):
+        """A truth map (``labels`` or ``aha``, (Y, X) uint8) moved to ``reference_frame``."""
+        st = self.slice_truth(condition, slice_index)
+        d = np.asarray(st["displacement_px"][reference_frame], dtype=float)
+        m = ndimage.shift(np.asarray(st[key]), d, order=0, mode="constant", cval=0)
+        return m.astype(np.uint8)
+
+    def __call__(
+        self, images, times_s, pd_frames, geometry, *, condition, slice_index, reference_frame, **_
+    ) -> Segmentation:
+        if (condition, slice_index) in self.fail:
+            raise ValueError("simulated segmentation failure")
+        st = self.slice_truth(condition, slice_index)
+        d = np.asarray(st["displacement_px"][reference_frame], dtype=float)
+
+        def move(p):
+            return (float(p[0] + d[0]), float(p[1] + d[1]))
+
+        return Segmentation(
+            labels=self.moved(condition, slice_index, reference_frame),
+            lv_centre=move(st["lv_centre"]),
+            rv_insertion_anterior=move(st["rv_insertion_anterior"]),
+            rv_insertion_inferior=move(st["rv_insertion_inferior"]),
+            confidence=1.0,
+        )
