@@ -123,6 +123,26 @@ def test_mismatched_matrix_and_missing_times(exam_dir, tmp_path):
     assert any("no per-frame acquisition times" in p.reason for p in index.all_problems)
 
 
+def test_frame_with_another_orientation_is_set_aside(exam_dir, tmp_path):
+    """Inconsistent geometry inside a series: the odd frame is listed as a problem and the
+    slice keeps its other frames; the other slices are untouched."""
+    root = tmp_path / "exam"
+    shutil.copytree(exam_dir / "exam", root)
+    series = sorted(p for p in root.iterdir() if p.is_dir() and "stress" in p.name)
+    files = sorted(series[0].iterdir())
+    ds = pydicom.dcmread(files[4])
+    ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]  # a sagittal frame
+    ds.save_as(files[4], enforce_file_format=True)
+    index = scan_folder(root)
+    stress = index.study().conditions["stress"]
+    assert sorted(len(sl.frames) for sl in stress.slices) == [9, 10, 10]
+    assert all(len(sl.frames) == 10 for sl in index.study().conditions["rest"].slices)
+    odd = [p for p in index.all_problems if "position of their own" in p.reason]
+    assert len(odd) == 1 and series[0].name in odd[0].path
+    exam = load_exam(index)
+    assert min(s.images.shape[0] for s in exam.conditions["stress"].slices) == 9
+
+
 def test_one_bad_file_at_load_flags_the_slice(exam_dir, tmp_path):
     root = tmp_path / "exam"
     shutil.copytree(exam_dir / "exam", root)

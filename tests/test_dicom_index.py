@@ -208,6 +208,62 @@ def test_role_override_reassembles(tmp_path):
     assert all(s.role_reason == "set by the user" for s in study.series if s.role_set_by_user)
 
 
+def test_similar_heart_rates_fall_back_to_acquisition_order(tmp_path):
+    """No keywords and heart rates too close to tell: the earlier acquisition is stress,
+    whatever the file or series order, and the reason says so."""
+    write_tiny_exam(
+        tmp_path / "exam",
+        descriptions={"stress": "Perfusion SAX", "rest": "Perfusion SAX"},
+        heart_rate={"stress": 70.0, "rest": 72.0},
+        start_clock_s={"stress": 11 * 3600 + 40 * 60.0, "rest": 11 * 3600 + 5 * 60.0},
+    )
+    study = scan_folder(tmp_path / "exam").study()
+    roles = {s.role for s in study.series}
+    assert {"stress", "rest"} <= roles
+    for s in study.series:
+        if s.role == "stress":
+            assert "acquired first" in s.role_reason
+        if s.role == "rest":
+            assert "acquired second" in s.role_reason
+    # the series written as 'stress' were acquired later (11:40), so they are rest now
+    stress_t = study.conditions["stress"].slices[0].times_s
+    rest_t = study.conditions["rest"].slices[0].times_s
+    assert study.conditions["stress"].heart_rate_bpm == pytest.approx(72.0, abs=3.0)
+    assert len(stress_t) and len(rest_t)
+
+
+def test_scanner_derived_copy_is_not_a_second_perfusion(tmp_path):
+    """A motion-corrected copy made by the scanner (ImageType DERIVED, MOCO) of the stress
+    slices gets the role 'derived' and is never assembled as a perfusion condition."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    root = tmp_path / "exam"
+    write_tiny_exam(root, n_frames=10, aif=False)
+    before = scan_folder(root).study()
+    stress_uids = set(before.conditions["stress"].series_instance_uids)
+    src = sorted(p for p in root.iterdir() if "stress" in p.name)[0]
+    dst = root / "099_Perf_stress_MOCO"
+    shutil.copytree(src, dst)
+    uid = generate_uid()
+    for f in dst.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["DERIVED", "PRIMARY", "MOCO"]
+        ds.SeriesInstanceUID = uid
+        ds.SeriesNumber = 99
+        ds.SeriesDescription = "Perf stress adenosine MOCO"
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(f, enforce_file_format=True)
+    study = scan_folder(root).study()
+    moco = next(s for s in study.series if s.series_instance_uid == uid)
+    assert moco.role == "derived" and "DERIVED" in moco.role_reason
+    assert set(study.conditions["stress"].series_instance_uids) == stress_uids
+    assert [len(sl.frames) for sl in study.conditions["stress"].slices] == [10, 10, 10]
+
+
 def test_warm_scan_uses_cache_and_sees_changes(tmp_path):
     truth = write_tiny_exam(tmp_path / "exam", n_frames=10)
     cold = scan_folder(tmp_path / "exam")
@@ -401,7 +457,16 @@ def test_phantom_writer_layouts(tmp_path, variant):
 
 
 # --------------------------------------------------------------------------- generated phantom
-GENERATED = ("no_pd_comment",)
+GENERATED = (
+    "no_pd_comment",
+    "no_pd",
+    "enhanced_single_series",
+    "philips",
+    "midnight",
+    "junk",
+    "apex_to_base",
+    "ambiguous",
+)
 
 
 def compare_with_truth_files(index, truth: dict) -> None:
