@@ -8,7 +8,7 @@ Edit file ``edits/<condition>_slice<k>.npz`` (k 0-based, basal to apical), no pi
 ``rv_anterior``    (2,) float64 (row, col) of the anterior RV insertion, NaN when unset
 ``rv_inferior``    (2,) float64 (row, col) of the inferior RV insertion, NaN when unset
 ``endo``/``epi``   (N, 2) float64 contour control points (row, col), N may be 0
-``parent_hash``    str, :meth:`SliceSegmentation.result_hash` of the automatic result it came from
+``parent_hash``    str, :func:`qperf_viewer.results.segmentation_hash` of the automatic result
 ``source``         str, 'automatic' (accepted as is) or 'manual' (edited)
 ``created``        str, ISO 8601 time with time zone
 ``condition``      str, 'stress' or 'rest'; ``slice_index`` int

@@ -130,6 +130,9 @@ def load_model(models_dir: str | Path | None = None, threads: int = 2) -> SegMod
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+            # no busy-waiting of the worker threads after a run: on a 2-core machine they
+            # would take the cores from the pre/post-processing that follows
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.log_severity_level = 3
             sess = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -168,15 +168,23 @@ def dynamic_indices(n_frames: int, pd_frames) -> np.ndarray:
 
 
 def _coarse(images: np.ndarray, spacing_mm: tuple[float, float], target_mm: float = 3.0):
-    """Block-mean downsampling to about ``target_mm`` pixels; returns (array, factors)."""
+    """Block-mean downsampling to about ``target_mm`` pixels; returns (array, factors).
+    Factors of 1 return the input (as float32) without a copy."""
     fy = max(int(round(target_mm / float(spacing_mm[0]))), 1)
     fx = max(int(round(target_mm / float(spacing_mm[1]))), 1)
     t, y, x = images.shape
+    if fy == 1 and fx == 1:
+        return images.astype(np.float32, copy=False), (1, 1)
     yy, xx = (y // fy) * fy, (x // fx) * fx
     if yy == 0 or xx == 0:
         return images.astype(np.float32), (1, 1)
-    a = images[:, :yy, :xx].reshape(t, yy // fy, fy, xx // fx, fx).mean(axis=(2, 4))
-    return a.astype(np.float32), (fy, fx)
+    # sum of strided views: no reshaped copy of the whole series
+    a = np.zeros((t, yy // fy, xx // fx), np.float32)
+    for i in range(fy):
+        for j in range(fx):
+            a += images[:, i:yy:fy, j:xx:fx]
+    a *= 1.0 / (fy * fx)
+    return a, (fy, fx)
 
 
 def bolus_arrival(
@@ -489,12 +497,16 @@ def temporal_stage(
     dyn = dynamic_indices(images.shape[0], pd_frames)
     if dyn.size < 2:
         raise InputError("a slice series needs at least 2 dynamic (non-PD) frames")
-    if not np.all(np.isfinite(images[dyn])):
-        images = np.nan_to_num(images)
     spacing_mm = (float(spacing_mm[0]), float(spacing_mm[1]))
     tdyn = times_s[dyn]
     flags: list[str] = []
-    coarse, factors = _coarse(images[dyn], spacing_mm)
+    # a view when the dynamic frames are contiguous (PD frames lead): no copy of the series
+    contiguous = dyn[-1] - dyn[0] + 1 == dyn.size
+    dyn_images = images[dyn[0] : dyn[-1] + 1] if contiguous else images[dyn]
+    coarse, factors = _coarse(dyn_images, spacing_mm)
+    if not np.all(np.isfinite(coarse)):  # a non-finite pixel makes its block non-finite
+        images = np.nan_to_num(images)
+        coarse, factors = _coarse(images[dyn], spacing_mm)
     t_arr, base_idx, _ = bolus_arrival(coarse, tdyn, params)
     t1 = time.perf_counter()
     candidates: list[tuple[float, float]] = []

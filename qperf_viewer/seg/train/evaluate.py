@@ -47,8 +47,9 @@ def evaluate_record(rec: dict, models_dir: Path) -> dict:
         t = rec[key]
         if np.all(np.isfinite(t)):
             errs.append(insertion_angle_error_deg(c, pred, tuple(t), sp))
-    m["rv_angle_err_deg"] = float(np.nanmean(errs)) if errs else float("nan")
-    m["rv_angle_max_deg"] = float(np.nanmax(errs)) if errs else float("nan")
+    errs = [e for e in errs if np.isfinite(e)]  # a missing predicted point gives NaN
+    m["rv_angle_err_deg"] = float(np.mean(errs)) if errs else float("nan")
+    m["rv_angle_max_deg"] = float(np.max(errs)) if errs else float("nan")
     m["confidence"] = seg.confidence
     m["flags"] = ";".join(seg.flags)
     m["time_ms"] = seg.timings_ms["total"]
