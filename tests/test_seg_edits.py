@@ -196,3 +196,33 @@ def test_edit_parent_hash_matches_the_pipelines_segmentation():
     other = lab.copy()
     other[20, 20] = 2
     assert segmentation_hash(other, (10.5, 30.25), (29.5, 30.0)) != seg.content_hash()
+
+
+@pytest.mark.slow
+def test_export_training_writes_corrected_slices(tmp_path, capsys):
+    """A site's corrections become fine-tuning samples: only the manually edited slice is
+    written, with the edited labels and the exam's motion-corrected series."""
+    from qperf_viewer.cli import main
+    from qperf_viewer.phantom.cli import write_phantom
+    from qperf_viewer.phantom.truth_io import load_truth
+    from qperf_viewer.seg.train.user_data import export_training, load_user_samples
+
+    write_phantom(tmp_path / "exam", 1, "two_slices")
+    src = tmp_path / "exam" / "dicom"
+    res = tmp_path / "results"
+    assert main(["export-training", str(src), "--out", str(tmp_path / "s0"),
+                 "--results", str(res)]) == 2  # fmt: skip
+    assert "no saved segmentation corrections" in capsys.readouterr().err
+    truth = load_truth(tmp_path / "exam")["conditions"]["stress"]["slices"][0]
+    lab = np.asarray(truth["labels"], np.uint8).copy()
+    lab[lab == 3] = 0  # a user who erased the RV: an edit the model would not make
+    save_edit(res / "edits", SegmentationEdit("stress", 0, lab, parent_hash="0" * 16))
+    paths = export_training(src, tmp_path / "samples", results_dir=res)
+    assert len(paths) == 1 and paths[0].name.endswith("_stress_slice0.npz")
+    (rec,) = load_user_samples(tmp_path / "samples")
+    np.testing.assert_array_equal(rec["labels"], lab)
+    assert rec["images"].shape[1:] == lab.shape
+    assert rec["images"].shape[0] == len(rec["times_s"]) >= 40
+    assert np.all(np.diff(rec["times_s"]) > 0)
+    assert len(rec["pd_frames"]) > 0 and np.isfinite(rec["ts_ms"])
+    assert not any(src.rglob("*.npz"))  # nothing written into the DICOM folder

@@ -17,9 +17,9 @@ MODELS = config.models_dir()
 HAVE_MODEL = (MODELS / "qperf_seg.onnx").is_file()
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="models/qperf_seg.onnx not built yet")
 
-#: Mean myocardium Dice measured on the 16 real labelled slices (models/README.md), minus a
-#: small margin; the test fails if a new model or preprocessing does worse.
-REAL_MYO_DICE_FLOOR = 0.0
+#: Mean myocardium Dice measured on the 16 real labelled slices (models/README.md: 0.559), minus
+#: a small margin; the test fails if a new model or preprocessing does worse.
+REAL_MYO_DICE_FLOOR = 0.50
 
 
 def test_missing_model_raises_model_error(tmp_path):
@@ -102,17 +102,17 @@ def test_heldout_phantom_slices_meet_accuracy():
     for images, s, st in _phantom_slices(990001, "mirrored"):
         seg = segment_series(images, s.times_s, s.pd_frames, s.geometry)
         assert seg.labels.shape == st.labels.shape and seg.labels.dtype == np.uint8
-        assert dice(seg.labels == 2, st.labels == 2) >= 0.9
-        assert dice(seg.labels == 1, st.labels == 1) >= 0.9
+        assert dice(seg.labels == 2, st.labels == 2) >= 0.93  # the published figure
+        assert dice(seg.labels == 1, st.labels == 1) >= 0.93
         sp = s.geometry.pixel_spacing_mm
         c = st.lv_centre
         assert (
             insertion_angle_error_deg(c, seg.rv_insertion_anterior, st.rv_insertion_anterior, sp)
-            < 10
+            < 5
         )
         assert (
             insertion_angle_error_deg(c, seg.rv_insertion_inferior, st.rv_insertion_inferior, sp)
-            < 10
+            < 5
         )
         assert 0.0 <= seg.confidence <= 1.0
 

@@ -78,6 +78,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.set_defaults(handler=_evaluate)
 
+    x = sub.add_parser(
+        "export-training",
+        help="write fine-tuning samples from an exam and its saved segmentation corrections",
+        description=(
+            "Motion-correct and segment the exam in DIR as the app does, apply the corrections "
+            "saved for it (RESULTS/edits), and write one training sample per corrected slice "
+            "into OUT, for 'qperf-viewer train --finetune OUT'."
+        ),
+    )
+    x.add_argument("dir", help="the exam's DICOM folder")
+    x.add_argument("--out", required=True, help="folder for the samples")
+    x.add_argument("--results", help="the exam's results folder (default: the user data folder)")
+    x.add_argument("--study", help="StudyInstanceUID when DIR holds several studies")
+    x.add_argument(
+        "--include-automatic", action="store_true", help="also export uncorrected slices"
+    )
+    x.set_defaults(handler=_export_training)
+
 
 def _train(args: argparse.Namespace) -> int:
     import logging
@@ -189,4 +207,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         text += "\n```\n"
     (out / "tables.md").write_text(text)
     print(text)
+    return 0
+
+
+def _export_training(args: argparse.Namespace) -> int:
+    from qperf_viewer.seg.train.user_data import export_training
+
+    paths = export_training(
+        args.dir,
+        args.out,
+        results_dir=args.results,
+        study_uid=args.study,
+        include_automatic=args.include_automatic,
+    )
+    for p in paths:
+        print(p)
+    print(
+        f"{len(paths)} training sample(s) written; fine-tune with: qperf-viewer train "
+        f"--init CHECKPOINT --finetune {args.out}"
+    )
     return 0

@@ -88,3 +88,67 @@ def load_user_samples(folder: str | Path) -> list[dict]:
     if not out:
         raise InputError("no fine-tuning samples (*.npz) found.", path=str(folder))
     return out
+
+
+def export_training(
+    exam_dir: str | Path,
+    out: str | Path,
+    *,
+    results_dir: str | Path | None = None,
+    study_uid: str | None = None,
+    include_automatic: bool = False,
+) -> list[Path]:
+    """Write fine-tuning samples (``<study>_<condition>_slice<k>.npz``, the training-sample
+    format above) from an exam folder and the corrections saved for it.
+
+    The exam is motion-corrected and segmented as the app does, the saved edits of
+    ``results_dir/edits`` (default: the study's results folder in the user data folder) are
+    applied, and every slice with a manual segmentation (with ``include_automatic``, every
+    segmented slice) is written: the motion-corrected series with its times, PD frames, pixel
+    spacing and TS, and the label map. Source files are only read. Returns the written paths.
+    """
+    from qperf_viewer.dicom import load_exam, scan_folder
+    from qperf_viewer.pipeline.analyze import analyze_exam
+    from qperf_viewer.pipeline.common import default_output_dir
+    from qperf_viewer.pipeline.folder import select_study
+
+    index = scan_folder(Path(exam_dir))
+    study = select_study(index, study_uid)
+    res = Path(results_dir) if results_dir else default_output_dir(study.study_instance_uid)
+    edits = res / "edits"
+    if not edits.is_dir() and not include_automatic:
+        raise InputError(
+            "no saved segmentation corrections for this exam.",
+            path=str(edits),
+            hint="Correct the segmentation in the app first, or pass --include-automatic.",
+        )
+    exam = load_exam(index, study.study_instance_uid)
+    result = analyze_exam(exam, edits=edits if edits.is_dir() else None, quantify=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = study.study_instance_uid.replace(".", "_")[-24:]
+    written = []
+    for cond, cr in result.conditions.items():
+        for sr in cr.slices:
+            seg = sr.segmentation
+            if seg is None or (seg.source != "manual" and not include_automatic):
+                continue
+            s = sr.series
+            written.append(
+                write_training_sample(
+                    out / f"{tag}_{cond}_slice{sr.slice_index}.npz",
+                    sr.corrected,
+                    s.times_s,
+                    s.pd_frames,
+                    s.geometry.pixel_spacing_mm,
+                    seg.labels,
+                    s.ts_ms,
+                )
+            )
+    if not written:
+        raise InputError(
+            "the saved corrections hold no manual segmentation for this exam.",
+            path=str(edits),
+            hint="Edit and save at least one slice, or pass --include-automatic.",
+        )
+    return written
