@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--no-dicom", action="store_true", help="do not write the DICOM exports")
     a.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
+    a.add_argument(
+        "--position",
+        action="append",
+        default=[],
+        metavar="COND:K=POS",
+        help="override a slice position, e.g. stress:3=mid or rest:1=none (slices 0-based, "
+        "basal to apical; saved to OUTDIR/edits/positions.json and used on later runs)",
+    )
     a.set_defaults(handler=_analyze)
 
     s = sub.add_parser(
@@ -49,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("dir", metavar="DIR", help="DICOM folder (any depth) of the exam")
     s.add_argument("--out", metavar="OUTDIR", required=True, help="output folder (never DIR)")
     s.add_argument("--study", metavar="UID", help="StudyInstanceUID when DIR holds several")
+    s.add_argument(
+        "--position",
+        action="append",
+        default=[],
+        metavar="COND:K=POS",
+        help="override a slice position, e.g. stress:3=mid or rest:1=none (slices 0-based, "
+        "basal to apical; saved to OUTDIR/edits/positions.json and used on later runs)",
+    )
     s.set_defaults(handler=_segment)
 
 
@@ -124,6 +140,7 @@ def _analyze(args: argparse.Namespace) -> int:
         model=args.model,
         progress=_progress_printer(getattr(args, "verbose", False)),
         dicom=not args.no_dicom,
+        positions=_positions(args),
     )
     print_run(run, args.quiet, "report")
     return run.status
@@ -137,6 +154,13 @@ def _segment(args: argparse.Namespace) -> int:
         out_dir=args.out,
         study_uid=args.study,
         progress=_progress_printer(getattr(args, "verbose", False)),
+        positions=_positions(args),
     )
     print_run(run, False, "segmentation")
     return run.status
+
+
+def _positions(args: argparse.Namespace):
+    from qperf_viewer.pipeline.edits import parse_position_overrides
+
+    return parse_position_overrides(args.position) if args.position else None

@@ -580,3 +580,43 @@ def test_no_pd_frames_assumes_t1_and_still_quantifies(run, phantom_dir):
     assert np.mean(errs) < 0.25, errs  # T1 assumed: looser than with PD frames
     assert exit_status(res) == 1  # rest missing
     assert not [n for n in partial_notes(res) if "stress" in n.lower()]
+
+
+def test_cli_position_override_is_saved_and_reused(phantom_dir, tmp_path, truth_cli):
+    """A user override of a slice position (here stress mid -> apical) changes its AHA
+    segments, is saved in edits/positions.json and applies again on the next run; the report
+    says the user set it, and it does not count as a problem in the exit status."""
+    out = tmp_path / "seg"
+    args = ["segment", str(phantom_dir / "dicom"), "--out", str(out)]
+    assert main([*args, "--position", "stress:1=apical"]) == 0
+    saved = json.loads((out / "edits" / "positions.json").read_text())
+    assert saved == {"stress": {"1": "apical"}}
+    for _ in range(2):  # the second run uses the saved override
+        doc = json.loads((out / "segmentation.json").read_text())
+        assert [r["position"] for r in doc["conditions"]["stress"]] == ["basal", "apical"]
+        assert [r["position"] for r in doc["conditions"]["rest"]] == ["basal", "mid"]
+        with np.load(out / "masks" / "stress_slice1.npz") as z:
+            assert set(np.unique(z["aha"])) == {0, 13, 14, 15, 16}
+        assert main(args) == 0
+    assert main([*args, "--position", "stress:1=middle"]) == 2  # a clear error, no traceback
+
+
+def test_stress_rest_slices_apart_are_flagged(phantom_dir):
+    """Stress and rest mid slices 8 mm apart along the normal: both slices carry the flag
+    (segmentation.json shows it) and the basal slices, which line up, do not."""
+    import dataclasses
+
+    from qperf_viewer.dicom import load_exam, scan_folder
+    from qperf_viewer.pipeline.outputs import segmentation_document
+
+    exam = load_exam(scan_folder(phantom_dir / "dicom"))
+    rs = exam.conditions["rest"].slices[1]
+    g = rs.geometry
+    moved = np.asarray(g.origin_mm) + 8.0 * np.asarray(g.normal)
+    rs.geometry = dataclasses.replace(g, origin_mm=tuple(float(v) for v in moved))
+    res = analyze_exam(exam, segmenter=TruthSegmenter(phantom_dir), quantify=False)
+    doc = segmentation_document(res)
+    for cond in ("stress", "rest"):
+        mid, basal = doc["conditions"][cond][1], doc["conditions"][cond][0]
+        assert any("mid stress and rest slices are 8.0 mm apart" in f for f in mid["flags"])
+        assert not any("apart" in f for f in basal["flags"])

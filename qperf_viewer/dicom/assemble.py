@@ -65,6 +65,18 @@ def slice_positions(n: int) -> list[str | None]:
     return out
 
 
+def _positions(locations_mm: list[float]) -> list[str | None]:
+    """Positions from the slice locations along the base-to-apex normal (4+ slices: the
+    three best spread, :func:`qperf_viewer.sectors.assign_positions`); by order when a
+    location is not finite."""
+    from qperf_viewer.sectors import assign_positions
+
+    try:
+        return assign_positions(locations_mm)
+    except InputError:
+        return slice_positions(len(locations_mm))
+
+
 def _is_pd_comment(text: str) -> bool:
     if not text:
         return False
@@ -247,9 +259,8 @@ class _Assembler:
                 sl.flags.append(f"not parallel to the other slices ({ang:.0f} deg)")
             cond.slices.append(sl)
         cond.slices.sort(key=lambda sl: sl.location_mm)
-        for k, (sl, pos) in enumerate(
-            zip(cond.slices, slice_positions(len(cond.slices)), strict=True)
-        ):
+        positions = _positions([sl.location_mm for sl in cond.slices])
+        for k, (sl, pos) in enumerate(zip(cond.slices, positions, strict=True)):
             sl.slice_index, sl.position = k, pos
         for a, b in zip(cond.slices[:-1], cond.slices[1:], strict=True):
             if b.location_mm - a.location_mm < 1.0:

@@ -195,6 +195,7 @@ def analyze_exam(
             f = stress_response_flag(st.heart_rate_bpm, re_.heart_rate_bpm)
             if f:
                 st.flags.append(f)
+            _alignment_flags(st, re_)
         mpr_g, mpr_s = mpr_of(st, re_)
     result = AnalysisResult(
         exam=exam,
@@ -212,6 +213,32 @@ def analyze_exam(
     result.timings_s["analysis"] = round(time.perf_counter() - t_start, 4)
     report_progress(progress, 1.0, "analysis done")
     return result
+
+
+def _alignment_flags(st: ConditionResult, re_: ConditionResult) -> None:
+    """Flag (on the slices of both conditions) each position whose stress and rest planes are
+    more than 5 mm apart at the rest LV centre: MPR there compares different myocardium."""
+    from qperf_viewer.sectors import check_stress_rest_alignment
+
+    def named(cr):
+        return {sr.position: sr for sr in cr.slices if sr.position}
+
+    s_by, r_by = named(st), named(re_)
+    pts = {
+        p: sr.segmentation.lv_centre
+        for p, sr in r_by.items()
+        if sr.segmentation is not None and sr.segmentation.lv_centre is not None
+    }
+    _, flags = check_stress_rest_alignment(
+        {p: sr.series.geometry for p, sr in s_by.items()},
+        {p: sr.series.geometry for p, sr in r_by.items()},
+        points_rc=pts,
+    )
+    for f in flags:
+        pos = f.split(" ", 1)[0]
+        for sr in (s_by.get(pos), r_by.get(pos)):
+            if sr is not None and f not in sr.flags:
+                sr.flags.append(f)
 
 
 # ------------------------------------------------------------------------ manual AIF
@@ -316,4 +343,5 @@ def exit_status(result: AnalysisResult) -> int:
     """0: complete; 1: finished with problems (a condition missing, a slice failed, AIF
     fallback, no MBF). Unusable input raises before a result exists (exit status 2)."""
     missing = any(c not in result.conditions for c in CONDITIONS)
-    return 1 if missing or partial_notes(result) else 0
+    problems = [n for n in partial_notes(result) if "set by the user" not in n]
+    return 1 if missing or problems else 0

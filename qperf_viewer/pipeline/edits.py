@@ -12,6 +12,7 @@ import numpy as np
 
 from qperf_viewer.errors import InputError
 from qperf_viewer.exam import (
+    CONDITIONS,
     LABEL_LV,
 )
 from qperf_viewer.pipeline.aggregate import condition_result, mpr_of
@@ -177,3 +178,77 @@ def apply_saved_edits(
                 flags=[*result.flags, f"saved edit of {cond} slice {k} not used: {exc.message}"],
             )
     return result
+
+
+# ------------------------------------------------------------------------ slice positions
+#: File in the ``edits/`` folder holding the user's slice-position overrides:
+#: ``{"stress": {"3": "mid", "1": null}, "rest": {...}}`` (slice index -> position or null).
+POSITIONS_FILE = "positions.json"
+
+
+def parse_position_overrides(items: list[str]) -> dict[str, dict[int, str | None]]:
+    """``["stress:3=mid", "rest:1=none"]`` (command line) -> overrides by condition."""
+    from qperf_viewer.exam import POSITIONS
+
+    out: dict[str, dict[int, str | None]] = {}
+    for item in items:
+        try:
+            lhs, pos = item.split("=", 1)
+            cond, k = lhs.split(":", 1)
+            idx = int(k)
+        except ValueError:
+            raise InputError(
+                f"position override {item!r} is not CONDITION:SLICE=POSITION.",
+                hint="For example --position stress:3=mid (slices 0-based, basal to apical).",
+            ) from None
+        cond, pos = cond.strip().lower(), pos.strip().lower()
+        if cond not in CONDITIONS:
+            raise InputError(f"position override {item!r}: condition must be stress or rest.")
+        if pos not in (*POSITIONS, "none"):
+            raise InputError(
+                f"position override {item!r}: position must be basal, mid, apical or none."
+            )
+        out.setdefault(cond, {})[idx] = None if pos == "none" else pos
+    return out
+
+
+def load_position_overrides(path: str | Path) -> dict[str, dict[int, str | None]]:
+    """Overrides from ``edits/positions.json`` (see :data:`POSITIONS_FILE`)."""
+    import json
+
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+        return {
+            str(c): {int(k): (None if v is None else str(v)) for k, v in m.items()}
+            for c, m in doc.items()
+        }
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise InputError(
+            f"the slice-position file cannot be read ({exc}).",
+            path=str(p),
+            hint='Fix it (e.g. {"stress": {"3": "mid"}}) or delete it.',
+        ) from exc
+
+
+def apply_position_overrides(exam, overrides: dict[str, dict[int, str | None]]) -> list[str]:
+    """Re-assign slice positions of ``exam`` (in place) with the user's overrides; returns
+    notes for the report (which condition's positions the user set)."""
+    from qperf_viewer.sectors import assign_positions
+
+    notes = []
+    for cond, ov in overrides.items():
+        cd = exam.conditions.get(cond)
+        if cd is None or not ov:
+            continue
+        locs = [s.location_mm for s in cd.slices]
+        if any(not 0 <= int(k) < len(locs) for k in ov):
+            raise InputError(
+                f"position override for {cond} slice {sorted(ov)}: the exam has "
+                f"{len(locs)} {cond} slices (0-based)."
+            )
+        for s, pos in zip(cd.slices, assign_positions(locs, ov), strict=True):
+            s.position = pos
+        set_ = ", ".join(f"slice {k + 1} {v or 'not used'}" for k, v in sorted(ov.items()))
+        notes.append(f"{cond} slice positions set by the user ({set_})")
+    return notes

@@ -113,13 +113,16 @@ def analyze_folder(
     pdf: bool = True,
     dicom: bool = True,
     use_cache: bool = True,
+    positions: dict[str, dict[int, str | None]] | None = None,
 ) -> FolderRun:
     """Index ``path``, pick the study (``study_uid`` or the only perfusion study), analyse it
     (saved edits in ``<out>/edits/`` applied) and write the outputs (:func:`write_outputs`)
     into ``out_dir`` (default :func:`default_output_dir`; never inside ``path``).
 
     quantify: False runs only motion correction, segmentation and sectors and writes only
-    ``masks/`` and ``segmentation.json`` (the ``segment`` command).
+    ``masks/`` and ``segmentation.json`` (the ``segment`` command). positions: slice-position
+    overrides {condition: {slice index: position or None}}, merged into (and saved as)
+    ``<out>/edits/positions.json``; saved overrides apply on every later run.
     Raises InputError / NoPerfusionExamError for unusable input, ModelError, CancelledError.
     """
     from qperf_viewer.dicom import load_exam, scan_folder
@@ -154,6 +157,7 @@ def analyze_folder(
             cancel=cancel,
         )
     edits = out / "edits"
+    pos_notes = _slice_positions(exam, edits, positions)
 
     def sub(lo: float, hi: float) -> Progress | None:
         if progress is None:
@@ -169,6 +173,7 @@ def analyze_folder(
         edits=edits if edits.is_dir() else None,
         quantify=quantify,
     )
+    result.flags += pos_notes
     result.timings_s.update({k: round(v, 4) for k, v in clock.t.items()})
     errors = [p for p in list(index.problems) + list(study.all_problems) if p.severity == "error"]
     if errors:
@@ -214,6 +219,7 @@ def segment_folder(
     segmenter: Segmenter | None = None,
     progress: Progress | None = None,
     cancel: Any = None,
+    positions: dict[str, dict[int, str | None]] | None = None,
 ) -> FolderRun:
     """Motion correction, segmentation, RV insertion and AHA sectors only: writes
     ``masks/<condition>_slice<k>.npz`` (``labels``, ``aha``) and ``segmentation.json``."""
@@ -225,4 +231,36 @@ def segment_folder(
         progress=progress,
         cancel=cancel,
         quantify=False,
+        positions=positions,
     )
+
+
+def _slice_positions(exam, edits: Path, positions) -> list[str]:
+    """Apply saved (``edits/positions.json``) and new slice-position overrides to ``exam``;
+    new ones are merged into the saved file (atomically). Returns notes for the report."""
+    from qperf_viewer.pipeline.edits import (
+        POSITIONS_FILE,
+        apply_position_overrides,
+        load_position_overrides,
+    )
+
+    path = edits / POSITIONS_FILE
+    saved = load_position_overrides(path) if path.is_file() else {}
+    if positions:
+        for cond, ov in positions.items():
+            saved.setdefault(cond, {}).update(ov)
+    if not saved:
+        return []
+    notes = apply_position_overrides(exam, saved)
+    if positions:
+        import json
+        import os
+        import tempfile
+
+        edits.mkdir(parents=True, exist_ok=True)
+        doc = {c: {str(k): v for k, v in sorted(m.items())} for c, m in saved.items()}
+        fd, tmp = tempfile.mkstemp(dir=edits, prefix=".positions-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2)
+        os.replace(tmp, path)
+    return notes
