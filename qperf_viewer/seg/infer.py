@@ -204,11 +204,16 @@ def segment_series(
     params = model.params
     spacing = geometry.pixel_spacing_mm
 
+    first: list = []
+
     def _run(c):
-        p = preprocess_series(images, times_s, pd_frames, spacing, params, centre=c)
+        # later runs (other crop centres) reuse the first run's bolus-arrival analysis
+        arr = (first[0].t_arrival_s, first[0].baseline_frames) if first else None
+        p = preprocess_series(images, times_s, pd_frames, spacing, params, centre=c, arrival=arr)
         return p, _softmax(model.run(p.x))
 
     pre, probs = _run(centre)
+    first.append(pre)
     candidates = list(pre.candidates)
     t1 = time.perf_counter()
     n_runs = 1

@@ -48,8 +48,26 @@ def ring_gap_fraction(labels: np.ndarray) -> float:
 def postprocess_labels(
     labels: np.ndarray, max_gap_fraction: float = 0.15, rv_max_distance_px: float = 3.0
 ) -> tuple[np.ndarray, list[str]]:
-    """Clean label map and flags ('no ring', 'ring broken', 'RV missing')."""
+    """Clean label map and flags ('no ring', 'ring broken', 'RV missing').
+
+    Works on the bounding box of the labelled pixels plus a background margin (the rules only
+    look at labelled pixels and their neighbours), which makes it several times faster."""
     lab = np.asarray(labels, dtype=np.uint8)
+    nz = np.nonzero(lab)
+    if nz[0].size == 0:
+        return np.zeros_like(lab), [FLAG_NO_RING, FLAG_RV_MISSING]
+    m = int(np.ceil(rv_max_distance_px)) + 3
+    r0, r1 = max(int(nz[0].min()) - m, 0), min(int(nz[0].max()) + m + 1, lab.shape[0])
+    c0, c1 = max(int(nz[1].min()) - m, 0), min(int(nz[1].max()) + m + 1, lab.shape[1])
+    sub, flags = _postprocess(lab[r0:r1, c0:c1], max_gap_fraction, rv_max_distance_px)
+    out = np.zeros_like(lab)
+    out[r0:r1, c0:c1] = sub
+    return out, flags
+
+
+def _postprocess(
+    lab: np.ndarray, max_gap_fraction: float, rv_max_distance_px: float
+) -> tuple[np.ndarray, list[str]]:
     out = np.zeros_like(lab)
     flags: list[str] = []
     lv = _best_cavity(lab, rv_max_distance_px)

@@ -144,7 +144,9 @@ class Preprocessed:
     (s, same origin as times_s). scale: enhancement divisor. lv_guess: (row, col) crop centre
     (the localised LV blood pool or the given centre). candidates: further LV candidates
     (row, col) from the localisation, best first (empty when a centre was given).
-    flags: data-quality notes.
+    flags: data-quality notes. baseline_frames: indices (into the dynamic frames) of the
+    pre-contrast frames; with ``t_arrival_s`` they can be passed back as ``arrival`` to
+    prepare the same series at another centre without repeating the temporal analysis.
     """
 
     x: np.ndarray
@@ -155,6 +157,7 @@ class Preprocessed:
     flags: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     candidates: list[tuple[float, float]] = field(default_factory=list)
+    baseline_frames: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +191,10 @@ def _coarse(images: np.ndarray, spacing_mm: tuple[float, float], target_mm: floa
 
 
 def bolus_arrival(
-    coarse_dyn: np.ndarray, times_dyn: np.ndarray, params: PreprocessParams
+    coarse_dyn: np.ndarray,
+    times_dyn: np.ndarray,
+    params: PreprocessParams,
+    smoothed: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Bolus arrival time (s) and the pre-contrast frame indices of a dynamic series.
 
@@ -196,15 +202,15 @@ def bolus_arrival(
     ``blood_top_fraction`` of peak enhancement over a first baseline (median of the first 3
     frames); arrival is where their mean curve first reaches ``arrival_fraction`` of its peak
     (linear interpolation between frames), minus one frame interval (the foot).
+    smoothed: ``coarse_dyn`` already filtered with the 3-frame running mean (as computed here),
+    to share it with :func:`localise_heart`.
     Returns (t_arrival_s, baseline frame indices, blood curve (T,)).
     """
     t = coarse_dyn.shape[0]
     b0 = np.median(coarse_dyn[: min(3, t)], axis=0)
-    e = coarse_dyn - b0
-    if t >= 3:
-        e_s = ndimage.uniform_filter1d(e, 3, axis=0, mode="nearest")
-    else:
-        e_s = e
+    if smoothed is None:
+        smoothed = temporal_smooth(coarse_dyn)
+    e_s = smoothed - b0  # the running mean of a constant baseline is that baseline
     pk = e_s.max(axis=0).ravel()
     n_top = max(int(round(params.blood_top_fraction * pk.size)), 4)
     idx = np.argpartition(pk, -n_top)[-n_top:]
@@ -252,6 +258,13 @@ def time_grid(t_arrival_s: float, params: PreprocessParams, aug: Augment | None 
     return t_arrival_s + aug.time_shift_s + aug.time_stretch * rel
 
 
+def temporal_smooth(a: np.ndarray) -> np.ndarray:
+    """3-frame running mean along time (axis 0, edge frames repeated); unchanged below 3."""
+    if a.shape[0] < 3:
+        return a
+    return ndimage.uniform_filter1d(a, 3, axis=0, mode="nearest")
+
+
 # --------------------------------------------------------------------------------------------
 # heart localisation
 
@@ -262,6 +275,7 @@ def localise_heart(
     factors: tuple[int, int],
     spacing_mm,
     max_candidates: int = 3,
+    smoothed: bool = False,
 ) -> tuple[list[tuple[float, float]], list[str]]:
     """Candidate (row, col) positions (DICOM pixels) of the LV blood pool, best first.
 
@@ -272,14 +286,12 @@ def localise_heart(
     (thin bright edges fade), early pixels at half weight, times a mild image-centre prior.
     Candidates are score maxima at least 40 mm apart and at least a quarter of the best; the
     caller checks them with the model. Falls back to the image centre with a flag.
+    smoothed: ``coarse_e`` is already the 3-frame running mean (:func:`temporal_smooth`).
     """
     t, y, x = coarse_e.shape
     mm = np.array([factors[0] * spacing_mm[0], factors[1] * spacing_mm[1]], dtype=float)
     centre_px = ((y * factors[0] - 1) / 2.0, (x * factors[1] - 1) / 2.0)
-    if t >= 3:
-        e = ndimage.uniform_filter1d(coarse_e, 3, axis=0, mode="nearest")
-    else:
-        e = coarse_e
+    e = coarse_e if smoothed else temporal_smooth(coarse_e)
     sig = np.maximum(3.0 / mm, 0.5)
     e = ndimage.gaussian_filter(e, (0, sig[0], sig[1]))
     kpk = np.argmax(e, axis=0)
@@ -468,6 +480,7 @@ class Enhancement:
     candidates: list[tuple[float, float]] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    baseline_frames: np.ndarray | None = None
 
 
 def temporal_stage(
@@ -480,10 +493,13 @@ def temporal_stage(
     centre: tuple[float, float] | None = None,
     aug: Augment | None = None,
     full_region: bool = False,
+    arrival: tuple[float, np.ndarray] | None = None,
 ) -> Enhancement:
     """Steps 1-5 and 7 of the module docstring: arrival, baseline, localisation, temporal
     resampling and normalisation, on the DICOM grid around the crop (or on the whole image
-    with ``full_region``, as training does before its random spatial sampling)."""
+    with ``full_region``, as training does before its random spatial sampling).
+    arrival: (t_arrival_s, baseline frame indices) of an earlier call on the same series, to
+    skip the arrival analysis (needs ``centre``)."""
     import time
 
     t0 = time.perf_counter()
@@ -500,19 +516,25 @@ def temporal_stage(
     spacing_mm = (float(spacing_mm[0]), float(spacing_mm[1]))
     tdyn = times_s[dyn]
     flags: list[str] = []
-    # a view when the dynamic frames are contiguous (PD frames lead): no copy of the series
-    contiguous = dyn[-1] - dyn[0] + 1 == dyn.size
-    dyn_images = images[dyn[0] : dyn[-1] + 1] if contiguous else images[dyn]
-    coarse, factors = _coarse(dyn_images, spacing_mm)
-    if not np.all(np.isfinite(coarse)):  # a non-finite pixel makes its block non-finite
-        images = np.nan_to_num(images)
-        coarse, factors = _coarse(images[dyn], spacing_mm)
-    t_arr, base_idx, _ = bolus_arrival(coarse, tdyn, params)
+    if arrival is not None and centre is not None:
+        t_arr, base_idx = float(arrival[0]), np.asarray(arrival[1], dtype=int)
+        if not np.all(np.isfinite(images[dyn[base_idx]])):
+            images = np.nan_to_num(images)
+    else:
+        # a view when the dynamic frames are contiguous (PD frames lead): no series copy
+        contiguous = dyn[-1] - dyn[0] + 1 == dyn.size
+        dyn_images = images[dyn[0] : dyn[-1] + 1] if contiguous else images[dyn]
+        coarse, factors = _coarse(dyn_images, spacing_mm)
+        if not np.all(np.isfinite(coarse)):  # a non-finite pixel makes its block non-finite
+            images = np.nan_to_num(images)
+            coarse, factors = _coarse(images[dyn], spacing_mm)
+        smooth = temporal_smooth(coarse)
+        t_arr, base_idx, _ = bolus_arrival(coarse, tdyn, params, smoothed=smooth)
     t1 = time.perf_counter()
     candidates: list[tuple[float, float]] = []
     if centre is None:
-        coarse_e = coarse - np.median(coarse[base_idx], axis=0)
-        candidates, lflags = localise_heart(coarse_e, tdyn, factors, spacing_mm)
+        smooth_e = smooth - np.median(coarse[base_idx], axis=0)
+        candidates, lflags = localise_heart(smooth_e, tdyn, factors, spacing_mm, smoothed=True)
         flags += lflags
         centre = candidates[0]
     centre = (float(centre[0]), float(centre[1]))
@@ -551,6 +573,7 @@ def temporal_stage(
         scale=scale,
         candidates=candidates[1:],
         flags=flags,
+        baseline_frames=np.asarray(base_idx, dtype=int),
         timings_ms={
             "arrival": 1e3 * (t1 - t0),
             "localise": 1e3 * (t2 - t1),
@@ -590,6 +613,7 @@ def preprocess_series(
     centre: tuple[float, float] | None = None,
     aug: Augment | None = None,
     crop_size: int | None = None,
+    arrival: tuple[float, np.ndarray] | None = None,
 ) -> Preprocessed:
     """Model input of one motion-corrected slice series (:func:`temporal_stage` then
     :func:`spatial_stage`).
@@ -599,6 +623,8 @@ def preprocess_series(
     centre: crop centre (row, col); default from :func:`localise_heart` (training passes the
     true LV centre plus jitter). aug: training augmentation (None at inference).
     crop_size: crop pixels (default ``params.crop_px``; training may use smaller crops).
+    arrival: ``(p.t_arrival_s, p.baseline_frames)`` of an earlier result ``p`` for the same
+    series, to prepare it at another ``centre`` without repeating the temporal analysis.
     """
     import time
 
@@ -613,6 +639,7 @@ def preprocess_series(
         centre=centre,
         aug=aug,
         full_region=spatial_aug,
+        arrival=arrival,
     )
     t3 = time.perf_counter()
     x, crop = spatial_stage(enh, params, aug=aug, crop_size=crop_size)
@@ -627,4 +654,5 @@ def preprocess_series(
         flags=list(enh.flags),
         candidates=list(enh.candidates),
         timings_ms=timings,
+        baseline_frames=enh.baseline_frames,
     )
