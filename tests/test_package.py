@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from qperf_viewer import __version__, config
 from qperf_viewer.cli import main
@@ -58,3 +59,30 @@ def test_user_dirs_follow_qperf_home(tmp_path, monkeypatch):
 def test_models_and_resources_dirs_exist():
     assert config.models_dir().is_dir()
     assert config.resources_dir().is_dir()
+
+
+def test_user_folders_are_the_platforms_standard_locations(monkeypatch, tmp_path, qapp):
+    """Settings, caches, results and logs go to Qt's standard user locations (the bundled app
+    included), never next to the executable; the Qt-free core computes the same folders."""
+    from PySide6.QtCore import QStandardPaths as SP
+
+    from qperf_viewer import config
+
+    monkeypatch.delenv("QPERF_HOME", raising=False)
+    for var, sub in (("XDG_CACHE_HOME", "c"), ("XDG_DATA_HOME", "d"), ("XDG_CONFIG_HOME", "e")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    pairs = (
+        (config.user_cache_dir(), SP.GenericCacheLocation),
+        (config.user_data_dir(), SP.GenericDataLocation),
+        (config.user_config_dir(), SP.GenericConfigLocation),
+    )
+    for ours, loc in pairs:
+        assert ours == Path(SP.writableLocation(loc)) / "qperf-viewer"
+        assert ours.is_relative_to(tmp_path)
+
+
+def test_app_icon_has_the_bundled_sizes(qapp):
+    from qperf_viewer.gui.app import app_icon
+
+    sizes = {(s.width(), s.height()) for s in app_icon().availableSizes()}
+    assert {(16, 16), (48, 48), (256, 256)} <= sizes

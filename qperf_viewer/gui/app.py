@@ -22,6 +22,21 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def app_icon():
+    """The application icon (all sizes from ``resources/icons``); empty when absent."""
+    from PySide6.QtGui import QIcon
+
+    from qperf_viewer import config
+
+    icon = QIcon()
+    folder = config.resources_dir() / "icons"
+    for size in (16, 32, 48, 64, 128, 256, 512):
+        p = folder / f"qperf-viewer-{size}.png"
+        if p.is_file():
+            icon.addFile(str(p))
+    return icon
+
+
 def run_gui(argv: list[str]) -> int:
     """Start the GUI. ``argv``: ``--open DIR``, ``--analyze``, ``--screenshot PNG``."""
     t_start = time.perf_counter()
@@ -36,6 +51,8 @@ def run_gui(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("qperf-viewer")
     app.setOrganizationName("qperf-viewer")
+    app.setDesktopFileName("qperf-viewer")  # matches installer/qperf-viewer.desktop
+    app.setWindowIcon(app_icon())
     install_excepthook()
     try:
         from qperf_viewer.gui.main_window import MainWindow
