@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--no-dicom", action="store_true", help="do not write the DICOM exports")
     a.add_argument("-q", "--quiet", action="store_true", help="print only the report path")
     a.add_argument(
+        "--thresholds",
+        metavar="JSON",
+        help="site-specific report thresholds (keys of ThresholdSet.to_dict: name, citation, "
+        "stress_mbf_ml_min_g, mpr, model, aif_source, field_strength_t); default: the "
+        "literature set printed in the report",
+    )
+    a.add_argument(
         "--position",
         action="append",
         default=[],
@@ -141,6 +148,7 @@ def _analyze(args: argparse.Namespace) -> int:
         progress=_progress_printer(getattr(args, "verbose", False)),
         dicom=not args.no_dicom,
         positions=_positions(args),
+        thresholds=_thresholds(args),
     )
     print_run(run, args.quiet, "report")
     return run.status
@@ -164,3 +172,11 @@ def _positions(args: argparse.Namespace):
     from qperf_viewer.pipeline.edits import parse_position_overrides
 
     return parse_position_overrides(args.position) if args.position else None
+
+
+def _thresholds(args: argparse.Namespace):
+    if not args.thresholds:
+        return None
+    from qperf_viewer.report.thresholds import load_thresholds
+
+    return load_thresholds(args.thresholds)

@@ -138,6 +138,20 @@ def test_full_reading_session(qtbot, tmp_path, monkeypatch, phantom_dir, backend
     data = rep.report_data()
     assert data.edited
     assert all(data.stress.segment(k).mbf == v for k, v in edited.items())
+    import pypdfium2
+
+    doc = pypdfium2.PdfDocument(str(pdf))
+    text = doc[0].get_textpage().get_text_range()
+    doc.close()
+    assert "edit" in text.lower()  # the report says the segmentation was edited
+    assert f"{edited[min(edited)]:.2f}" in text
+    # the results saved beside the analysis use the thresholds set in the report pane
+    rep.thr_mbf.setValue(1.65)
+    s.save_outputs()
+    qtbot.waitUntil(lambda: not s.busy, timeout=60000)
+    saved = json.loads((s.output_dir / "results.json").read_text())
+    assert saved["thresholds"]["stress_mbf_ml_min_g"] == pytest.approx(1.65)
+    assert saved["qc"]["edited"] is True
     # truth sanity: the segments the phantom covers have values
     assert truth["conditions"]["stress"]["global_mbf"] > 1.0
     w.close()

@@ -620,3 +620,21 @@ def test_stress_rest_slices_apart_are_flagged(phantom_dir):
         mid, basal = doc["conditions"][cond][1], doc["conditions"][cond][0]
         assert any("mid stress and rest slices are 8.0 mm apart" in f for f in mid["flags"])
         assert not any("apart" in f for f in basal["flags"])
+
+
+def test_cli_site_thresholds_are_used_and_printed(run, phantom_dir, tmp_path, truth_cli):
+    """analyze --thresholds: results.json (and so the report) use the site's cut-offs; a bad
+    file is a clear error (exit 2)."""
+    from qperf_viewer.report.thresholds import DEFAULT_THRESHOLDS
+
+    d = DEFAULT_THRESHOLDS.to_dict()
+    d.update(name="site 2026", stress_mbf_ml_min_g=1.7, mpr=1.8)
+    f = tmp_path / "thr.json"
+    f.write_text(json.dumps(d))
+    out = tmp_path / "out"
+    args = ["analyze", str(phantom_dir / "dicom"), "--out", str(out), "--no-dicom", "-q"]
+    assert main([*args, "--thresholds", str(f)]) in (0, 1)
+    thr = json.loads((out / "results.json").read_text())["thresholds"]
+    assert (thr["name"], thr["stress_mbf_ml_min_g"], thr["mpr"]) == ("site 2026", 1.7, 1.8)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([*args, "--thresholds", str(tmp_path / "bad.json")]) == 2

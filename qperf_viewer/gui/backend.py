@@ -176,12 +176,15 @@ class CoreBackend:
 
         return report_data(result)
 
-    def write_outputs(self, result: AnalysisResult, out_dir, progress=None, cancel=None):
+    def write_outputs(
+        self, result: AnalysisResult, out_dir, progress=None, cancel=None, thresholds=None
+    ):
         """results.json, masks, segmentation.json, curves.csv, report.pdf, dicom/ (never
-        edits/) into ``out_dir``, atomically."""
+        edits/) into ``out_dir``, atomically, with the report ``thresholds`` (a ThresholdSet;
+        default the literature set)."""
         from qperf_viewer.pipeline import write_outputs
 
-        return write_outputs(result, out_dir, progress=progress)
+        return write_outputs(result, out_dir, progress=progress, thresholds=thresholds)
 
 
 def report_data_of(backend: Any, result: AnalysisResult):

@@ -76,6 +76,8 @@ class Session(QObject):
         self.output_dir: Path | None = None
         self.analyze_after_load = False
         self.auto_save_outputs = True
+        #: the report thresholds (ThresholdSet) the saved report uses; set by the report pane
+        self.thresholds = None
         self._task: Task | None = None
         self.restored_edits: list[tuple[str, int]] = []
 
@@ -283,7 +285,7 @@ class Session(QObject):
         if fn is None or self.result is None or self.output_dir is None:
             return None
         out = self.output_dir
-        task = Task("Saving results", fn, self.result, out)
+        task = Task("Saving results", fn, self.result, out, thresholds=self.thresholds)
         task.signals.finished.connect(lambda _: self.status.emit(f"Results saved in {out}"))
         return self._start(task, "Could not save the results")
 

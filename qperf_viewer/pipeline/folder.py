@@ -114,6 +114,7 @@ def analyze_folder(
     dicom: bool = True,
     use_cache: bool = True,
     positions: dict[str, dict[int, str | None]] | None = None,
+    thresholds=None,
 ) -> FolderRun:
     """Index ``path``, pick the study (``study_uid`` or the only perfusion study), analyse it
     (saved edits in ``<out>/edits/`` applied) and write the outputs (:func:`write_outputs`)
@@ -122,7 +123,8 @@ def analyze_folder(
     quantify: False runs only motion correction, segmentation and sectors and writes only
     ``masks/`` and ``segmentation.json`` (the ``segment`` command). positions: slice-position
     overrides {condition: {slice index: position or None}}, merged into (and saved as)
-    ``<out>/edits/positions.json``; saved overrides apply on every later run.
+    ``<out>/edits/positions.json``; saved overrides apply on every later run. thresholds: the
+    report's :class:`~qperf_viewer.report.thresholds.ThresholdSet` (default: literature set).
     Raises InputError / NoPerfusionExamError for unusable input, ModelError, CancelledError.
     """
     from qperf_viewer.dicom import load_exam, scan_folder
@@ -190,6 +192,7 @@ def analyze_folder(
         dicom=dicom,
         progress=sub(0.85, 1.0),
         started=t0,
+        thresholds=thresholds,
     )
     result.timings_s["total"] = round(time.perf_counter() - t0, 4)
     notes = partial_notes(result)

@@ -124,11 +124,14 @@ def _commit(stage: Path, out: Path, names: list[str]) -> None:
             os.replace(src, dst)
 
 
-def report_data(result: AnalysisResult):
-    """:class:`qperf_viewer.report.data.ReportData` of a result, partial-exam notes added."""
+def report_data(result: AnalysisResult, thresholds=None):
+    """:class:`qperf_viewer.report.data.ReportData` of a result, partial-exam notes added;
+    ``thresholds`` (a :class:`~qperf_viewer.report.thresholds.ThresholdSet`) default to the
+    literature set."""
     from qperf_viewer.report.build import report_data_from_result
+    from qperf_viewer.report.thresholds import DEFAULT_THRESHOLDS
 
-    rd = report_data_from_result(result)
+    rd = report_data_from_result(result, thresholds or DEFAULT_THRESHOLDS)
     rd.notes = list(dict.fromkeys(list(rd.notes) + partial_notes(result)))
     return rd
 
@@ -142,6 +145,7 @@ def write_outputs(
     dicom: bool = True,
     progress: Progress | None = None,
     started: float | None = None,
+    thresholds=None,
 ) -> dict[str, Path]:
     """Write the outputs of a result into ``out_dir``, all staged in a temporary folder first
     and then moved in (files atomically): ``masks/<condition>_slice<k>.npz``,
@@ -149,7 +153,9 @@ def write_outputs(
     ``dicom/`` (Encapsulated PDF + Secondary Captures of the bulls-eye page and the MBF maps,
     each read back; ``dicom``) and ``results.json`` (validated). ``edits/`` is never touched.
     Returns name -> path of what was written; timings go into ``result.timings_s`` (with
-    ``total`` = time since ``started``, a ``time.perf_counter()`` value, when given)."""
+    ``total`` = time since ``started``, a ``time.perf_counter()`` value, when given).
+    thresholds: the :class:`~qperf_viewer.report.thresholds.ThresholdSet` the report and
+    results.json use and print (default: the literature set)."""
     import json
     import shutil
     import tempfile
@@ -171,7 +177,7 @@ def write_outputs(
             from qperf_viewer.report.curves_csv import write_curves_csv
             from qperf_viewer.report.results_json import results_document, write_results
 
-            rd = report_data(result)
+            rd = report_data(result, thresholds)
             with clock("write_curves"):
                 write_curves_csv(stage / "curves.csv", rd)
             names.append("curves.csv")

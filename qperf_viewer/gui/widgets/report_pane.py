@@ -71,7 +71,9 @@ class ReportPane(QWidget):
         self.thr_mpr = QDoubleSpinBox(minimum=0.0, maximum=6.0, singleStep=0.05, decimals=2)
         self.thr_mpr.setValue(settings.get("thresholds/mpr"))
         for w, key in ((self.thr_mbf, "thresholds/stress_mbf"), (self.thr_mpr, "thresholds/mpr")):
-            w.valueChanged.connect(lambda v, k=key: (settings.put(k, v), self.refresh()))
+            w.valueChanged.connect(lambda v, k=key: (settings.put(k, v), self._thresholds_set()))
+        # the report saved with the results prints the thresholds set here
+        session.thresholds = self.threshold_set()
         self.thr_source = QLabel(
             f"Defaults: {DEFAULT_THRESHOLDS.short_citation()} ({DEFAULT_THRESHOLDS.method_text()})."
         )
@@ -132,6 +134,10 @@ class ReportPane(QWidget):
         self.refresh()
 
     # --- content -------------------------------------------------------------------------------
+    def _thresholds_set(self) -> None:
+        self.session.thresholds = self.threshold_set()
+        self.refresh()
+
     def thresholds(self) -> dict[str, float]:
         return {"stress_mbf": self.thr_mbf.value(), "mpr": self.thr_mpr.value()}
 
