@@ -53,6 +53,10 @@ def export_onnx(checkpoint: Path, models_dir: Path, extra: dict | None = None) -
         opset_version=17,
         dynamo=False,
     )
+    # weights stored as float16 (half the size), computed in float32: see compact.py
+    from qperf_viewer.seg.train.compact import half_weights
+
+    half_weights(tmp, tmp)
     os.replace(tmp, onnx_path)
     # ORT vs torch
     import onnxruntime as ort
@@ -66,9 +70,10 @@ def export_onnx(checkpoint: Path, models_dir: Path, extra: dict | None = None) -
         ref = model(torch.from_numpy(x)).numpy()
     got = sess.run(None, {"x": x})[0]
     err = float(np.abs(ref - got).max())
-    log.info("ONNX export %s: max |ORT - torch| = %.2e", onnx_path, err)
-    if err > 1e-3:
-        raise RuntimeError(f"ONNX output differs from torch by {err:.3g}")
+    agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    log.info("ONNX export %s: max |ORT - torch| = %.2e, labels agree %.5f", onnx_path, err, agree)
+    if err > 2e-2 or agree < 0.999:  # float16 weights: logits differ by ~1e-3
+        raise RuntimeError(f"ONNX output differs from torch by {err:.3g} ({agree:.4f} agree)")
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     meta = {
         "name": "qperf_seg",
@@ -103,6 +108,8 @@ def export_onnx(checkpoint: Path, models_dir: Path, extra: dict | None = None) -
         },
         "onnx_sha256": sha,
         "ort_max_abs_diff": err,
+        "ort_label_agreement": agree,
+        "weights": "float16 storage, float32 compute (Cast nodes folded by onnxruntime)",
     }
     if extra:
         meta.update(extra)
