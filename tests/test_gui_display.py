@@ -207,3 +207,25 @@ def test_sample_exam_is_consistent():
         assert cond.slices[0].images.shape == (20, 64, 64)
     aha = truth["stress"]["slices"][1]["aha"]
     assert set(np.unique(aha)) == {0, *range(7, 13)}
+
+
+def test_side_by_side_pairs_slices_by_position_not_index(qapp, tmp_path):
+    """Stress with 3 slices beside rest with 2 (its basal slice missing): stress mid pairs
+    with rest mid (index 0 there), stress apical with the nearest rest slice, never by index."""
+    from qperf_viewer.dicom import load_exam, scan_folder
+    from qperf_viewer.dicom.synth import write_tiny_exam
+    from qperf_viewer.gui.session import Session
+
+    write_tiny_exam(tmp_path / "exam", n_frames=8, aif=False)
+    exam = load_exam(scan_folder(tmp_path / "exam"))
+    rest = exam.conditions["rest"]
+    rest.slices = rest.slices[1:]  # mid, apical remain
+    rest.slices[0].position, rest.slices[1].position = "mid", None
+    s = Session(backend=object())
+    s.exam = exam
+    s.set_selection(condition="stress", slice_index=1)  # stress mid
+    assert s.paired_index("rest") == 0 and s.paired_index("stress") == 1
+    s.set_selection(slice_index=2)  # stress apical: no rest 'apical', nearest location
+    assert s.paired_index("rest") == 1
+    s.set_selection(slice_index=0)  # stress basal: nearest rest slice is the mid one
+    assert s.paired_index("rest") == 0

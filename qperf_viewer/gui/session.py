@@ -96,6 +96,25 @@ class Session(QObject):
             return 0
         return len(self.exam.conditions[c].slices)
 
+    def paired_index(self, condition: str) -> int:
+        """The slice of ``condition`` shown beside the current one: the current slice in the
+        current condition; in the other, the slice with the same position (basal/mid/apical),
+        else the one nearest along the base-to-apex axis, so side-by-side views compare the
+        same myocardium even when the two conditions have different slice counts."""
+        k = self.slice_index
+        if condition == self.condition or self.exam is None:
+            return k
+        cur = self.series()
+        other = self.exam.conditions.get(condition)
+        if cur is None or other is None or not other.slices:
+            return k
+        if cur.position is not None:
+            for j, ss in enumerate(other.slices):
+                if ss.position == cur.position:
+                    return j
+        dist = [abs(ss.location_mm - cur.location_mm) for ss in other.slices]
+        return int(np.argmin(dist))
+
     def series(self, condition: str | None = None, k: int | None = None) -> SliceSeries | None:
         c = condition or self.condition
         k = self.slice_index if k is None else k

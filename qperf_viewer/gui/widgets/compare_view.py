@@ -161,11 +161,12 @@ class CompareView(QWidget):
 
     def _load_viewer(self, cond: str, v: CineViewer) -> None:
         s = self.session
-        ss = s.series(cond, s.slice_index)
+        k = s.paired_index(cond)
+        ss = s.series(cond, k)
         if ss is None:
             v.set_content(None, None, "raw", "", "")
             return
-        stack, unit, kind = s.stack(cond, s.slice_index)
+        stack, unit, kind = s.stack(cond, k)
         label = f"{ss.position or 'slice'} ({ss.slice_index + 1}/{s.n_slices(cond)})"
         res = s.result.conditions.get(cond) if s.result is not None else None
         aif = res.aif if res is not None else None
@@ -182,7 +183,7 @@ class CompareView(QWidget):
             arrival_times=None if aif is None else aif.times_s,
             pd_frames=ss.pd_frames,
         )
-        sr = s.slice_result(cond, s.slice_index)
+        sr = s.slice_result(cond, k)
         c = v.canvas
         c.set_shifts(sr.shifts_px if (sr is not None and kind == "raw") else None)
         c.set_segmentation(sr.segmentation if sr else None, ss.position, sr.aha if sr else None)
@@ -190,7 +191,7 @@ class CompareView(QWidget):
         c.cmap_name = str(settings.get("view/mbf_colormap"))
         c.set_mbf(sr.mbf if sr else None, sr.mbf_valid if sr else None)
         # frame the heart once per slice (after that the user's zoom is kept)
-        key = (cond, s.slice_index, id(s.exam), sr is not None)
+        key = (cond, k, id(s.exam), sr is not None)
         if getattr(v, "zoom_key", None) != key:
             v.zoom_key = key
             if not c.zoom_to_heart():
