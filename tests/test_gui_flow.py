@@ -52,7 +52,8 @@ def window(qtbot, backend) -> MainWindow:
     return w
 
 
-def drop_and_analyze(qtbot, w: MainWindow, folder: Path) -> None:
+def drop(w: MainWindow, folder: Path) -> None:
+    """Open a folder the way a user does: drop it on the window."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(folder))])
     w.dropEvent(
@@ -64,6 +65,10 @@ def drop_and_analyze(qtbot, w: MainWindow, folder: Path) -> None:
             Qt.KeyboardModifier.NoModifier,
         )
     )
+
+
+def drop_and_analyze(qtbot, w: MainWindow, folder: Path) -> None:
+    drop(w, folder)
     s = w.session
     qtbot.waitUntil(lambda: s.exam is not None and not s.busy, timeout=60000)
     s.analyze()
@@ -158,8 +163,9 @@ def test_full_reading_session(qtbot, tmp_path, monkeypatch, phantom_dir, backend
     # reopen: the edit comes back from the autosave
     w2 = window(qtbot, backend)
     w2.session.auto_save_outputs = False
-    drop_and_analyze(qtbot, w2, dicom)
+    drop(w2, dicom)  # no 'Analyze' click: saved edits make the app re-analyse by itself
     s2 = w2.session
+    qtbot.waitUntil(lambda: s2.result is not None and not s2.busy, timeout=120000)
     assert s2.restored_edits == [("stress", 1)]
     assert np.array_equal(s2.slice_result("stress", 1).segmentation.labels, labels)
     assert {k: w2.report.segment_value("stress", k) for k in changed} == edited

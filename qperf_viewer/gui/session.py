@@ -254,9 +254,22 @@ class Session(QObject):
 
     def _loaded(self, exam: PerfusionExam) -> None:
         self.set_exam(exam)
-        if self.analyze_after_load:
+        saved = self.saved_edits()
+        if self.analyze_after_load or saved:
             self.analyze_after_load = False
+            if saved:
+                # reopening an exam brings its corrections back: they need the analysis
+                self.status.emit(
+                    f"{len(saved)} saved segmentation edit(s) found in {self.output_dir}: "
+                    "analysing to restore them."
+                )
             self.analyze()
+
+    def saved_edits(self) -> list[Path]:
+        """Saved segmentation edits (``edits/*.npz``) of the open exam's output folder."""
+        if self.output_dir is None:
+            return []
+        return sorted((self.output_dir / "edits").glob("*_slice*.npz"))
 
     def set_exam(self, exam: PerfusionExam | None) -> None:
         """Show an assembled exam (drops results and the undo history)."""
