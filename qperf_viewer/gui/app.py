@@ -19,6 +19,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--open", metavar="DIR")
     parser.add_argument("--analyze", action="store_true")
     parser.add_argument("--screenshot", metavar="PNG")
+    parser.add_argument(
+        "--view",
+        choices=("images", "report"),
+        default="images",
+        help="the tab shown (and captured by --screenshot)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,6 +70,7 @@ def run_gui(argv: list[str]) -> int:
             QMessageBox.critical(None, "qperf-viewer could not start", f"{exc}")
         print(f"qperf-viewer: could not start the GUI: {exc}", file=sys.stderr)
         return 1
+    win.tabs.setCurrentWidget(win.report if args.view == "report" else win.compare)
     win.show()
     log.info("main window shown after %.2f s", time.perf_counter() - t_start)
     state = {"failed": 0, "rc": 0}
@@ -92,6 +99,8 @@ def run_gui(argv: list[str]) -> int:
 
         def shoot() -> None:
             win.compare.refresh()
+            if args.view == "report":
+                win.report.refresh()
             app.processEvents()
             ok = win.grab().save(args.screenshot)
             if not ok:

@@ -10,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--open", metavar="DIR", help="exam folder to open")
     p.add_argument("--analyze", action="store_true", help="run the analysis after opening")
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and quit")
+    p.add_argument("--view", choices=("images", "report"), default="images", help="the tab to show")
     p.set_defaults(handler=_run)
 
 
@@ -23,4 +24,5 @@ def _run(args: argparse.Namespace) -> int:
         argv.append("--analyze")
     if args.screenshot:
         argv += ["--screenshot", args.screenshot]
+    argv += ["--view", args.view]
     return run_gui(argv)
