@@ -180,3 +180,28 @@ def test_full_reading_session(qtbot, tmp_path, monkeypatch, phantom_dir, backend
     assert s2.result.conditions["rest"].global_mbf is not None
     assert s2.slice_result("stress", 1).segmentation.source == "manual"
     assert "manual" in w2.report.globals.text()
+    # the AIF region is saved beside the analysis and comes back when the exam is reopened
+    assert (s2.output_dir / "edits" / "aif_rest.npz").is_file()
+    rest_mbf = s2.result.conditions["rest"].global_mbf
+    w2.close()
+    w3 = window(qtbot, backend)
+    w3.session.auto_save_outputs = False
+    drop(w3, dicom)
+    s3 = w3.session
+    qtbot.waitUntil(
+        lambda: (
+            s3.result is not None
+            and s3.result.conditions["rest"].aif_source == "manual"
+            and not s3.busy
+        ),
+        timeout=120000,
+    )
+    assert s3.restored_aif == ["rest"]
+    assert s3.result.conditions["rest"].global_mbf == pytest.approx(rest_mbf, rel=1e-6)
+    assert s3.slice_result("stress", 1).segmentation.source == "manual"
+    # back to the automatic AIF: the saved region is removed
+    s3.set_manual_aif("rest", 0, None)
+    qtbot.waitUntil(lambda: not s3.busy, timeout=120000)
+    assert not (s3.output_dir / "edits" / "aif_rest.npz").exists()
+    assert s3.result.conditions["rest"].aif_source != "manual"
+    w3.close()

@@ -638,3 +638,25 @@ def test_cli_site_thresholds_are_used_and_printed(run, phantom_dir, tmp_path, tr
     assert (thr["name"], thr["stress_mbf_ml_min_g"], thr["mpr"]) == ("site 2026", 1.7, 1.8)
     (tmp_path / "bad.json").write_text("{not json")
     assert main([*args, "--thresholds", str(tmp_path / "bad.json")]) == 2
+
+
+def test_saved_aif_region_is_applied_by_analyze(phantom_dir, tmp_path, truth_cli):
+    """A hand-drawn AIF region saved by the app (edits/aif_rest.npz) is applied by the command
+    line's analysis too (one pipeline): the rest AIF source is 'manual' in results.json."""
+    from scipy import ndimage
+
+    from qperf_viewer.pipeline.edits import load_aif_regions, save_aif_region
+
+    out = tmp_path / "out"
+    args = ["analyze", str(phantom_dir / "dicom"), "--out", str(out), "--no-dicom", "-q"]
+    assert main(args) in (0, 1)
+    with np.load(out / "masks" / "rest_slice0.npz") as z:
+        lv = z["labels"] == 1
+    save_aif_region(out / "edits", "rest", 0, ndimage.binary_erosion(lv, iterations=2))
+    assert set(load_aif_regions(out / "edits")) == {"rest"}
+    assert main(args) in (0, 1)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["conditions"]["rest"]["aif"]["source"] == "manual"
+    assert doc["conditions"]["stress"]["aif"]["source"] != "manual"
+    (out / "edits" / "aif_rest.npz").write_bytes(b"garbage")
+    assert main(args) == 2  # a clear message naming the file, no traceback

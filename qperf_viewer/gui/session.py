@@ -80,6 +80,8 @@ class Session(QObject):
         self.thresholds = None
         self._task: Task | None = None
         self.restored_edits: list[tuple[str, int]] = []
+        #: conditions whose saved hand-drawn AIF region was re-applied on reopening
+        self.restored_aif: list[str] = []
 
     # --- state queries -------------------------------------------------------------------------
     @property
@@ -269,7 +271,8 @@ class Session(QObject):
         """Saved segmentation edits (``edits/*.npz``) of the open exam's output folder."""
         if self.output_dir is None:
             return []
-        return sorted((self.output_dir / "edits").glob("*_slice*.npz"))
+        edits = self.output_dir / "edits"
+        return sorted([*edits.glob("*_slice*.npz"), *edits.glob("aif_*.npz")])
 
     def set_exam(self, exam: PerfusionExam | None) -> None:
         """Show an assembled exam (drops results and the undo history)."""
@@ -331,11 +334,22 @@ class Session(QObject):
             )
 
     # --- manual AIF -----------------------------------------------------------------------------
-    def set_manual_aif(self, condition: str, k: int, mask: np.ndarray | None) -> Task | None:
+    def set_manual_aif(
+        self, condition: str, k: int, mask: np.ndarray | None, save: bool = True
+    ) -> Task | None:
         """Re-fit ``condition`` with the AIF from a region (bool (Y, X) on slice ``k``);
-        ``mask=None`` returns to the automatic AIF. Manual segmentation edits are kept."""
+        ``mask=None`` returns to the automatic AIF. Manual segmentation edits are kept. The
+        region is saved beside the analysis (``edits/aif_<condition>.npz``, as the command
+        line's ``analyze`` applies it) and restored when the exam is reopened."""
         if self.result is None or condition not in self.result.conditions:
             return None
+        if save and self.output_dir is not None:
+            from qperf_viewer.pipeline.edits import save_aif_region
+
+            try:
+                save_aif_region(self.output_dir / "edits", condition, k, mask)
+            except OSError as exc:
+                self.failed.emit("Could not save the AIF region", exc, "")
         task = Task("AIF re-fit", self.backend.manual_aif, self.result, condition, k, mask)
         task.signals.finished.connect(self._aif_refitted)
         self.status.emit(
@@ -502,4 +516,20 @@ class Session(QObject):
             self.status.emit(f"Restored {len(self.restored_edits)} saved edit(s).")
             self.result_changed.emit(self.result)
             self.review_changed.emit()
+        self._restore_aif_regions()
         return self.restored_edits
+
+    def _restore_aif_regions(self) -> None:
+        """Re-fit the conditions whose AIF region was drawn by hand in an earlier session."""
+        from qperf_viewer.pipeline.edits import load_aif_regions
+
+        self.restored_aif = []
+        try:
+            regions = load_aif_regions(self.output_dir / "edits")
+        except Exception as exc:  # noqa: BLE001 - a bad file must not stop the rest
+            self.failed.emit("Could not restore the saved AIF region", exc, "")
+            return
+        for cond, (k, mask) in regions.items():
+            if self.slice_result(cond, k) is not None:
+                self.restored_aif.append(cond)
+                self.set_manual_aif(cond, k, mask, save=False)

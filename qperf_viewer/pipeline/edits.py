@@ -252,3 +252,58 @@ def apply_position_overrides(exam, overrides: dict[str, dict[int, str | None]]) 
         set_ = ", ".join(f"slice {k + 1} {v or 'not used'}" for k, v in sorted(ov.items()))
         notes.append(f"{cond} slice positions set by the user ({set_})")
     return notes
+
+
+# ------------------------------------------------------------------------ manual AIF regions
+def aif_region_path(edits: str | Path, condition: str) -> Path:
+    """``edits/aif_<condition>.npz``: ``mask`` bool (Y, X) in the reference-frame grid of
+    slice ``slice_index`` (int), ``created`` (ISO 8601); written when the user draws the AIF
+    region, removed when they return to the automatic AIF."""
+    return Path(edits) / f"aif_{condition}.npz"
+
+
+def save_aif_region(edits: str | Path, condition: str, slice_index: int, mask) -> Path:
+    """Save (atomically) a hand-drawn AIF region; ``mask=None`` removes the saved one."""
+    import datetime as _dt
+    import os
+    import tempfile
+
+    path = aif_region_path(edits, condition)
+    if mask is None:
+        path.unlink(missing_ok=True)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".aif-", suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(
+            f,
+            mask=np.asarray(mask, dtype=bool),
+            slice_index=np.array(int(slice_index)),
+            created=np.array(_dt.datetime.now().astimezone().isoformat(timespec="seconds")),
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def load_aif_regions(edits: str | Path) -> dict[str, tuple[int, np.ndarray]]:
+    """Saved AIF regions of an ``edits/`` folder: condition -> (slice index, mask).
+    Unreadable files raise InputError naming the file."""
+    out: dict[str, tuple[int, np.ndarray]] = {}
+    for cond in CONDITIONS:
+        p = aif_region_path(edits, cond)
+        if not p.is_file():
+            continue
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                mask = np.asarray(z["mask"], dtype=bool)
+                k = int(z["slice_index"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(
+                f"the saved AIF region cannot be read ({exc}).",
+                path=str(p),
+                hint="Delete the file to return to the automatic AIF.",
+            ) from exc
+        if mask.ndim != 2 or not mask.any():
+            raise InputError("the saved AIF region is empty or not 2D.", path=str(p))
+        out[cond] = (k, mask)
+    return out

@@ -117,7 +117,8 @@ def analyze_folder(
     thresholds=None,
 ) -> FolderRun:
     """Index ``path``, pick the study (``study_uid`` or the only perfusion study), analyse it
-    (saved edits in ``<out>/edits/`` applied) and write the outputs (:func:`write_outputs`)
+    (saved edits in ``<out>/edits/`` applied: segmentations, slice positions, AIF regions)
+    and write the outputs (:func:`write_outputs`)
     into ``out_dir`` (default :func:`default_output_dir`; never inside ``path``).
 
     quantify: False runs only motion correction, segmentation and sectors and writes only
@@ -176,6 +177,14 @@ def analyze_folder(
         quantify=quantify,
     )
     result.flags += pos_notes
+    if quantify and edits.is_dir():
+        from qperf_viewer.pipeline.analyze import apply_manual_aif
+        from qperf_viewer.pipeline.edits import load_aif_regions
+
+        for cond, (k, mask) in load_aif_regions(edits).items():
+            if cond in result.conditions:
+                with clock("manual_aif"):
+                    result = apply_manual_aif(result, cond, k, mask, cancel=cancel)
     result.timings_s.update({k: round(v, 4) for k, v in clock.t.items()})
     errors = [p for p in list(index.problems) + list(study.all_problems) if p.severity == "error"]
     if errors:
