@@ -205,3 +205,32 @@ def test_full_reading_session(qtbot, tmp_path, monkeypatch, phantom_dir, backend
     assert not (s3.output_dir / "edits" / "aif_rest.npz").exists()
     assert s3.result.conditions["rest"].aif_source != "manual"
     w3.close()
+
+
+def test_aif_region_drawn_on_the_aif_series(
+    qtbot, tmp_path, monkeypatch, phantom_dir, backend, artifacts_dir
+):
+    """'Draw on AIF series…' shows the condition's AIF series; a circle dragged there (here the
+    automatic LV region) re-fits that condition with a manual AIF, saved for reopening."""
+    from qperf_viewer.pipeline.edits import load_aif_regions
+    from qperf_viewer.quant.aif import detect_aif
+
+    monkeypatch.setenv("QPERF_HOME", str(tmp_path / "home"))
+    w = window(qtbot, backend)
+    drop_and_analyze(qtbot, w, phantom_dir / "dicom")
+    s = w.session
+    s.set_selection(condition="rest")
+    auto_mbf = s.result.conditions["rest"].global_mbf
+    dlg = w.curves.open_aif_series_dialog()
+    assert dlg is not None and dlg.viewer.n_frames == len(s.exam.conditions["rest"].aif.times_s)
+    dlg.grab().save(str(artifacts_dir / "gui_aif_series_dialog.png"))
+    aif = s.exam.conditions["rest"].aif
+    region = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).region
+    dlg.viewer.canvas.aif_region.emit(region)  # what a drag on the canvas emits
+    qtbot.waitUntil(
+        lambda: s.result.conditions["rest"].aif_source == "manual" and not s.busy, timeout=120000
+    )
+    assert s.result.conditions["rest"].global_mbf == pytest.approx(auto_mbf, rel=1e-6)
+    saved = load_aif_regions(s.output_dir / "edits")
+    assert saved["rest"][0] == -1 and np.array_equal(saved["rest"][1], region)
+    w.close()

@@ -660,3 +660,30 @@ def test_saved_aif_region_is_applied_by_analyze(phantom_dir, tmp_path, truth_cli
     assert doc["conditions"]["stress"]["aif"]["source"] != "manual"
     (out / "edits" / "aif_rest.npz").write_bytes(b"garbage")
     assert main(args) == 2  # a clear message naming the file, no traceback
+
+
+def test_manual_aif_region_on_the_aif_series(run):
+    """A region drawn on the dual-sequence AIF series (slice index -1): the automatic LV
+    region drawn by hand reproduces the automatic AIF and MBF (source 'manual'); a region
+    outside the blood pool is refused with a clear message."""
+    from qperf_viewer.errors import InputError
+    from qperf_viewer.pipeline import apply_manual_aif
+    from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX
+    from qperf_viewer.quant.aif import detect_aif
+
+    res = run.result
+    aif = res.exam.conditions["stress"].aif
+    assert aif is not None
+    region = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).region
+    new = apply_manual_aif(res, "stress", AIF_SERIES_INDEX, region)
+    st0, st1 = res.conditions["stress"], new.conditions["stress"]
+    assert st1.aif_source == "manual" and st0.aif_source != "manual"
+    np.testing.assert_allclose(st1.aif.values, st0.aif.values, rtol=1e-6)
+    assert st1.global_mbf == pytest.approx(st0.global_mbf, rel=1e-6)
+    assert any("AIF series" in f for f in st1.flags)
+    corner = np.zeros(aif.images.shape[1:], bool)
+    corner[:3, :3] = True
+    with pytest.raises(InputError, match="usable AIF"):
+        apply_manual_aif(res, "stress", AIF_SERIES_INDEX, corner)
+    with pytest.raises(InputError, match="mask of the AIF series"):
+        apply_manual_aif(res, "stress", AIF_SERIES_INDEX, np.ones((5, 5), bool))

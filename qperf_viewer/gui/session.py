@@ -529,7 +529,9 @@ class Session(QObject):
         except Exception as exc:  # noqa: BLE001 - a bad file must not stop the rest
             self.failed.emit("Could not restore the saved AIF region", exc, "")
             return
+        from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX
+
         for cond, (k, mask) in regions.items():
-            if self.slice_result(cond, k) is not None:
+            if k == AIF_SERIES_INDEX or self.slice_result(cond, k) is not None:
                 self.restored_aif.append(cond)
                 self.set_manual_aif(cond, k, mask, save=False)

@@ -45,15 +45,20 @@ def aif_problem(values: np.ndarray) -> str | None:
     return None
 
 
+#: ``slice_index`` of a hand-drawn AIF region that lies on the dual-sequence AIF series.
+AIF_SERIES_INDEX = -1
+
+
 def aif_from_series(
-    aif: AifSeries, field_strength_t: float | None
+    aif: AifSeries, field_strength_t: float | None, region: np.ndarray | None = None
 ) -> tuple[Curve | None, list[str]]:
-    """AIF (Gd, dynamic frames) of a dual-sequence AIF series, or None and why."""
+    """AIF (Gd, dynamic frames) of a dual-sequence AIF series, or None and why; ``region``:
+    a hand-drawn LV region (Y, X) bool of the series instead of the automatic one."""
     from qperf_viewer.quant.aif import detect_aif
     from qperf_viewer.quant.gd import images_to_gd
 
     try:
-        det = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames)
+        det = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames, manual_region=region)
     except InputError as exc:
         return None, [f"AIF series: {exc.message}"]
     flags = list(det.flags)
@@ -111,6 +116,30 @@ def aif_from_slices(slices: list[SliceResult]) -> tuple[Curve | None, list[str]]
     return Curve("aif", times, values, "mmol/L"), [
         f"{FLAG_AIF_BLOOD_POOL} (slice {sr.slice_index + 1}, {sr.position or 'extra'})"
     ]
+
+
+def manual_aif_series(
+    cd: ConditionData, mask: np.ndarray, field_strength_t: float | None
+) -> tuple[Curve, list[str]]:
+    """AIF from a region (Y, X) bool drawn on the condition's dual-sequence AIF series
+    (converted to Gd with the series' own PD frames and TS); InputError when there is no AIF
+    series, the region is empty or does not give a first pass."""
+    if cd.aif is None:
+        raise InputError("this condition has no dual-sequence AIF series to draw on.")
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != tuple(cd.aif.images.shape[1:]) or not m.any():
+        raise InputError(
+            f"the AIF region must be a non-empty {tuple(cd.aif.images.shape[1:])} mask of the "
+            "AIF series."
+        )
+    curve, flags = aif_from_series(cd.aif, field_strength_t, region=m)
+    if curve is None:
+        raise InputError(
+            f"the drawn region does not give a usable AIF ({'; '.join(flags)}).",
+            hint="Draw it inside the LV blood pool of the AIF series.",
+        )
+    note = f"AIF drawn by hand on the AIF series ({int(m.sum())} pixels)"
+    return curve, [note, *[f for f in flags if not f.startswith("AIF series")]]
 
 
 def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:

@@ -25,7 +25,13 @@ from qperf_viewer.pipeline.aggregate import (
     mpr_of,
     stress_response_flag,
 )
-from qperf_viewer.pipeline.aif import AIF_MANUAL, condition_aif, manual_aif
+from qperf_viewer.pipeline.aif import (
+    AIF_MANUAL,
+    AIF_SERIES_INDEX,
+    condition_aif,
+    manual_aif,
+    manual_aif_series,
+)
 from qperf_viewer.pipeline.common import (
     AIF_NONE,
     AIF_POOL,
@@ -260,7 +266,8 @@ def apply_manual_aif(
     cancel: Any = None,
 ) -> AnalysisResult:
     """Re-fit one condition's MBF maps with the AIF from a hand-drawn region: ``mask`` bool
-    (Y, X) on slice ``slice_index`` (reference-frame grid) over the LV blood pool; None
+    (Y, X) on slice ``slice_index`` (reference-frame grid) over the LV blood pool, or on the
+    dual-sequence AIF series when ``slice_index`` is ``AIF_SERIES_INDEX`` (-1); None
     returns to the automatic AIF. Segmentations (manual edits included) are kept; segment,
     global and MPR values are re-aggregated. The AIF source becomes 'manual'."""
     if condition not in result.conditions:
@@ -271,6 +278,10 @@ def apply_manual_aif(
     if mask is None:
         cd = result.exam.conditions[condition]
         aif, source, aflags = condition_aif(cd, cr.slices, result.exam.field_strength_t)
+    elif slice_index == AIF_SERIES_INDEX:
+        cd = result.exam.conditions[condition]
+        aif, aflags = manual_aif_series(cd, mask, result.exam.field_strength_t)
+        source = AIF_MANUAL
     else:
         aif, aflags = manual_aif(cr.slices[slice_position(cr, slice_index)], mask)
         source = AIF_MANUAL

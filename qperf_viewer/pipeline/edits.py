@@ -257,8 +257,9 @@ def apply_position_overrides(exam, overrides: dict[str, dict[int, str | None]]) 
 # ------------------------------------------------------------------------ manual AIF regions
 def aif_region_path(edits: str | Path, condition: str) -> Path:
     """``edits/aif_<condition>.npz``: ``mask`` bool (Y, X) in the reference-frame grid of
-    slice ``slice_index`` (int), ``created`` (ISO 8601); written when the user draws the AIF
-    region, removed when they return to the automatic AIF."""
+    slice ``slice_index`` (int; -1: the grid of the dual-sequence AIF series), ``created``
+    (ISO 8601); written when the user draws the AIF region, removed when they return to the
+    automatic AIF."""
     return Path(edits) / f"aif_{condition}.npz"
 
 

@@ -100,12 +100,17 @@ class CurvesPanel(QWidget):
         self.aif_btn = QPushButton("Draw AIF region", checkable=True)
         self.aif_btn.setToolTip("Drag a circle on the LV blood pool to define the AIF by hand")
         self.aif_btn.toggled.connect(self.aif_tool_requested)
+        self.aif_series_btn = QPushButton("Draw on AIF series…")
+        self.aif_series_btn.setToolTip(
+            "Draw the AIF region on the dual-sequence AIF series of this condition"
+        )
+        self.aif_series_btn.clicked.connect(self.open_aif_series_dialog)
         self.auto_aif_btn = QPushButton("Automatic AIF")
         self.auto_aif_btn.setToolTip("Drop the manual AIF region and re-fit")
         self.auto_aif_btn.clicked.connect(self.session.reset_manual_aif)
         self.csv_btn = QPushButton("Export CSV…")
         self.csv_btn.clicked.connect(self._export_dialog)
-        for b in (self.aif_btn, self.auto_aif_btn, self.csv_btn):
+        for b in (self.aif_btn, self.aif_series_btn, self.auto_aif_btn, self.csv_btn):
             row.addWidget(b)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -324,6 +329,26 @@ class CurvesPanel(QWidget):
     def _marker_flush(self) -> None:
         self._marker_last = time.monotonic()
         self.marker.setValue(self._marker_t)
+
+    # --- AIF series ----------------------------------------------------------------------------
+    def open_aif_series_dialog(self):
+        """Open the dialog to draw the AIF region on the current condition's AIF series;
+        None (and a status message) when there is no analysis or no AIF series."""
+        from qperf_viewer.gui.widgets.aif_series_dialog import AifSeriesDialog
+
+        s = self.session
+        cd = s.exam.conditions.get(s.condition) if s.exam is not None else None
+        if s.result is None or cd is None or cd.aif is None:
+            s.status.emit(
+                f"No dual-sequence AIF series for {s.condition}: draw the AIF region on the "
+                "LV blood pool instead."
+                if s.result is not None
+                else "Run the analysis first."
+            )
+            return None
+        self.aif_dialog = AifSeriesDialog(s, s.condition, self)
+        self.aif_dialog.show()
+        return self.aif_dialog
 
     # --- export --------------------------------------------------------------------------------
     def export_csv(self, path: str | Path) -> Path:

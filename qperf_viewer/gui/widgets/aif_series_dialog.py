@@ -1,0 +1,70 @@
+"""Dialog to draw the AIF region on a condition's dual-sequence AIF series.
+
+Shows the low-resolution AIF series (frame slider, opening on the LV blood pool's peak as the
+automatic detection finds it); dragging a circle inside the LV blood pool sets a manual AIF
+region, which the session re-fits with (``Session.set_manual_aif(condition, -1, mask)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QLabel, QSlider, QVBoxLayout
+
+from qperf_viewer.gui.widgets.cine_viewer import CineViewer
+from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX
+
+
+class AifSeriesDialog(QDialog):
+    """Draw the AIF region of ``condition`` on its AIF series (non-modal)."""
+
+    def __init__(self, session, condition: str, parent=None) -> None:
+        super().__init__(parent)
+        self.session, self.condition = session, condition
+        self.setWindowTitle(f"AIF series ({condition}): drag a circle inside the LV blood pool")
+        aif = session.exam.conditions[condition].aif
+        self.viewer = CineViewer(condition, self)
+        self.viewer.canvas.set_geometry(aif.geometry)
+        stack = np.asarray(aif.images, dtype=np.float32)
+        self.viewer.set_content(
+            stack, aif.times_s, "raw", "a.u.", "AIF series", "Auto", pd_frames=aif.pd_frames
+        )
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, stack.shape[0] - 1)
+        self.slider.valueChanged.connect(self.viewer.set_frame)
+        peak = _lv_peak_frame(aif)
+        self.slider.setValue(int(peak))
+        self.viewer.set_frame(int(peak))
+        self.viewer.canvas.set_tool("aif")
+        self.viewer.canvas.aif_region.connect(self.set_region)
+        hint = QLabel(
+            "The automatic AIF uses the LV blood pool found from the contrast dynamics. "
+            "Drag a circle inside the LV blood pool (not the RV, not the aorta) to replace it; "
+            "MBF of this condition is re-fitted."
+        )
+        hint.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.viewer, 1)
+        lay.addWidget(self.slider)
+        lay.addWidget(hint)
+        self.resize(520, 560)
+        self.region: np.ndarray | None = None
+
+    def set_region(self, mask) -> None:
+        """Use ``mask`` (Y, X) bool of the AIF series as the AIF region and close."""
+        self.region = np.asarray(mask, dtype=bool)
+        self.session.set_manual_aif(self.condition, AIF_SERIES_INDEX, self.region)
+        self.accept()
+
+
+def _lv_peak_frame(aif) -> int:
+    """Frame where the automatically found LV blood pool peaks (else the brightest frame)."""
+    from qperf_viewer.errors import InputError
+    from qperf_viewer.quant.aif import detect_aif
+
+    try:
+        return int(detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).peak_frame)
+    except (InputError, ValueError):
+        stack = np.asarray(aif.images)
+        dyn = [i for i in range(stack.shape[0]) if i not in set(aif.pd_frames)] or [0]
+        return int(max(dyn, key=lambda i: float(np.percentile(stack[i], 99))))
