@@ -489,6 +489,28 @@ def test_keyboard_shortcuts(qtbot, win):
     assert s.slice_result("rest", 0).segmentation is None
     qtbot.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert s.slice_result("rest", 0).segmentation is not None
+    qtbot.keyClick(win, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)  # redo
+    assert s.slice_result("rest", 0).segmentation is None
+    qtbot.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    # the arrow keys step frames and slices, also with the frame slider focused
+    win.compare.slider.setFocus()
+    f1 = win.compare.viewers["rest"].frame
+    qtbot.keyClick(win, Qt.Key.Key_Right)
+    assert win.compare.viewers["rest"].frame == f1 + 1
+    qtbot.keyClick(win, Qt.Key.Key_Left)
+    assert win.compare.viewers["rest"].frame == f1
+    qtbot.keyClick(win, Qt.Key.Key_Down)
+    assert s.slice_index == 1
+    qtbot.keyClick(win, Qt.Key.Key_Up)
+    assert s.slice_index == 0
+    # the condition selector follows and drives the selection
+    c = win.compare.cond_combo
+    assert c.currentData() == "rest" and [c.itemData(i) for i in range(c.count())] == [
+        "stress",
+        "rest",
+    ]
+    c.activated.emit(0)
+    assert s.condition == "stress"
 
 
 def test_settings_persist(qtbot, home, exam_dir):

@@ -71,6 +71,11 @@ class CompareView(QWidget):
         self.sync = QCheckBox("Sync on bolus", checked=settings.get("view/sync_bolus"))
         self.sync.setToolTip("Align stress and rest on contrast arrival")
         self.sync.toggled.connect(lambda v: (settings.put("view/sync_bolus", v), self._follow()))
+        self.cond_combo = QComboBox()
+        self.cond_combo.setToolTip("Condition shown as active (S toggles stress / rest)")
+        self.cond_combo.activated.connect(
+            lambda i: self.session.set_selection(condition=self.cond_combo.itemData(i))
+        )
         self.slice_combo = QComboBox()
         self.slice_combo.setToolTip("Slice (Up / Down)")
         self.slice_combo.activated.connect(lambda i: self.session.set_selection(slice_index=i))
@@ -100,6 +105,8 @@ class CompareView(QWidget):
             self.overlay_boxes[key] = cb
         top = QHBoxLayout()
         for w in (
+            QLabel("Condition"),
+            self.cond_combo,
             QLabel("Slice"),
             self.slice_combo,
             QLabel("Images"),
@@ -137,6 +144,11 @@ class CompareView(QWidget):
     def refresh(self, keep_frame: bool = True) -> None:
         s = self.session
         n = s.n_slices()
+        with QSignalBlocker(self.cond_combo):
+            self.cond_combo.clear()
+            for c in s.conditions():
+                self.cond_combo.addItem(c.capitalize(), c)
+            self.cond_combo.setCurrentIndex(max(self.cond_combo.findData(s.condition), 0))
         with QSignalBlocker(self.slice_combo):
             self.slice_combo.clear()
             ser = s.exam.conditions[s.condition].slices if n else []
