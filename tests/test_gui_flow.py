@@ -234,3 +234,27 @@ def test_aif_region_drawn_on_the_aif_series(
     saved = load_aif_regions(s.output_dir / "edits")
     assert saved["rest"][0] == -1 and np.array_equal(saved["rest"][1], region)
     w.close()
+
+
+def test_segment_only_then_full_analysis(qtbot, tmp_path, monkeypatch, phantom_dir, backend):
+    """'Segment only' runs motion correction, segmentation and sectors without MBF (masks and
+    segmentation.json saved, no report); 'Run analysis' then adds the MBF values."""
+    monkeypatch.setenv("QPERF_HOME", str(tmp_path / "home"))
+    w = window(qtbot, backend)
+    drop(w, phantom_dir / "dicom")
+    s = w.session
+    qtbot.waitUntil(lambda: s.exam is not None and not s.busy, timeout=60000)
+    w.seg_panel.seg_btn.click()
+    qtbot.waitUntil(lambda: s.result is not None and not s.busy, timeout=120000)
+    assert s.result.model == "none"
+    sr = s.slice_result("stress", 0)
+    assert sr.segmentation is not None and sr.aha is not None and sr.mbf is None
+    assert s.result.conditions["stress"].global_mbf is None
+    assert w.report.segment_value("stress", 1) is None
+    assert (s.output_dir / "segmentation.json").is_file()
+    assert not (s.output_dir / "results.json").exists()
+    w.seg_panel.run_btn.click()
+    qtbot.waitUntil(lambda: s.result.model != "none" and not s.busy, timeout=120000)
+    assert s.result.conditions["stress"].global_mbf is not None
+    qtbot.waitUntil(lambda: (s.output_dir / "results.json").is_file(), timeout=60000)
+    w.close()

@@ -152,10 +152,16 @@ class CoreBackend:
                 kw[name] = dict(roles)
         return call_with_supported(load_exam, index, study_uid, **kw)
 
-    def analyze_exam(self, exam, *, model="btex", progress=None, cancel=None):
+    def analyze_exam(self, exam, *, model="btex", progress=None, cancel=None, quantify=True):
+        """The pipeline's analysis; ``quantify=False`` stops after segmentation and sectors."""
         from qperf_viewer.pipeline import analyze_exam
 
-        kw: dict[str, Any] = {"model": model, "progress": progress, "cancel": cancel}
+        kw: dict[str, Any] = {
+            "model": model,
+            "progress": progress,
+            "cancel": cancel,
+            "quantify": quantify,
+        }
         if self.segmenter is not None:
             kw["segmenter"] = self.segmenter
         return analyze_exam(exam, **kw)
@@ -184,7 +190,13 @@ class CoreBackend:
         default the literature set)."""
         from qperf_viewer.pipeline import write_outputs
 
-        return write_outputs(result, out_dir, progress=progress, thresholds=thresholds)
+        return write_outputs(
+            result,
+            out_dir,
+            progress=progress,
+            thresholds=thresholds,
+            quantified=result.model != "none",
+        )
 
 
 def report_data_of(backend: Any, result: AnalysisResult):

@@ -299,13 +299,28 @@ class Session(QObject):
             self.status.emit(f"Loaded {', '.join(conds) or 'no conditions'} ({n} slices).")
 
     # --- analysis ------------------------------------------------------------------------------
-    def analyze(self) -> Task | None:
+    def analyze(self, quantify: bool = True) -> Task | None:
+        """Run the pipeline on the open exam in the background; ``quantify=False`` stops after
+        motion correction, segmentation and sectors (for a quick segmentation review)."""
         if self.exam is None:
             return None
-        task = Task("Analysis", self.backend.analyze_exam, self.exam, model=self.model)
+        task = Task(
+            "Analysis" if quantify else "Segmentation",
+            self.backend.analyze_exam,
+            self.exam,
+            model=self.model,
+            quantify=quantify,
+        )
         task.signals.finished.connect(self._analyzed)
-        self.status.emit("Analysing (motion correction, segmentation, MBF) ...")
+        self.status.emit(
+            "Analysing (motion correction, segmentation, MBF) ..."
+            if quantify
+            else "Segmenting (motion correction, segmentation, sectors) ..."
+        )
         return self._start(task, "The analysis failed")
+
+    def segment_only(self) -> Task | None:
+        return self.analyze(quantify=False)
 
     def _analyzed(self, result: AnalysisResult) -> None:
         self.set_result(result)

@@ -53,7 +53,10 @@ class SegmentationPanel(QWidget):
         self.session = session
         self.run_btn = QPushButton("Run analysis")
         self.run_btn.setToolTip("Motion correction, segmentation, sectors and MBF")
-        self.run_btn.clicked.connect(session.analyze)
+        self.run_btn.clicked.connect(lambda: session.analyze())
+        self.seg_btn = QPushButton("Segment only")
+        self.seg_btn.setToolTip("Motion correction, segmentation and sectors, no MBF (faster)")
+        self.seg_btn.clicked.connect(session.segment_only)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(session.cancel)
         self.cancel_btn.setEnabled(False)
@@ -111,9 +114,10 @@ class SegmentationPanel(QWidget):
         self.info.setWordWrap(True)
         grid = QGridLayout()
         grid.addWidget(self.run_btn, 0, 0)
-        grid.addWidget(self.cancel_btn, 0, 1)
-        grid.addWidget(self.progress, 1, 0, 1, 2)
-        grid.addWidget(self.progress_label, 2, 0, 1, 2)
+        grid.addWidget(self.seg_btn, 0, 1)
+        grid.addWidget(self.cancel_btn, 0, 2)
+        grid.addWidget(self.progress, 1, 0, 1, 3)
+        grid.addWidget(self.progress_label, 2, 0, 1, 3)
         review = QHBoxLayout()
         for b in (self.accept_btn, self.reject_btn, self.revert_btn):
             review.addWidget(b)
@@ -141,6 +145,7 @@ class SegmentationPanel(QWidget):
     def _busy(self, busy: bool) -> None:
         self.cancel_btn.setEnabled(busy)
         self.run_btn.setEnabled(not busy)
+        self.seg_btn.setEnabled(not busy)
         if not busy:
             self.progress.setValue(self.progress.maximum() if self.session.result else 0)
 
