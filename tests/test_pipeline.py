@@ -687,3 +687,23 @@ def test_manual_aif_region_on_the_aif_series(run):
         apply_manual_aif(res, "stress", AIF_SERIES_INDEX, corner)
     with pytest.raises(InputError, match="mask of the AIF series"):
         apply_manual_aif(res, "stress", AIF_SERIES_INDEX, np.ones((5, 5), bool))
+
+
+def test_drawn_fit_uses_the_maps_delay(run):
+    """The curves panel draws the model behind the map: the segment fit uses the delay the
+    slice's MBF map was fitted with, and reproduces the segment curve closely."""
+    from qperf_viewer.gui.fits import fit_model_curves, map_delay_s
+
+    cr = run.result.conditions["stress"]
+    sr = cr.slices[0]
+    d = map_delay_s(sr)
+    assert d is not None
+    np.testing.assert_allclose(d, np.median(sr.maps["delay_s"][sr.mbf_valid]), atol=1e-9)
+    dyn = sr.series.dynamic_frames
+    myo = (sr.aha == 2) & (sr.segmentation.labels == 2)
+    curve = sr.gd[dyn][:, myo].mean(axis=1)
+    fitted, mbf, ok = fit_model_curves(
+        cr.aif, curve[None], sr.series.times_s[dyn], run.result.model, delay_s=d
+    )
+    assert ok[0] and 0.3 < mbf[0] < 6.0
+    assert np.max(np.abs(fitted[0] - curve)) < 0.2 * np.max(curve)

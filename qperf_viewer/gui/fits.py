@@ -27,16 +27,27 @@ def fit_model_curves(
     times_s: np.ndarray,
     model: str = "btex",
     hematocrit: float = 0.42,
+    delay_s: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit (M, T) tissue Gd curves (mmol/L) at ``times_s`` against the AIF; returns
-    (fitted (M, T) mmol/L, MBF (M,) mL/min/g, reliable (M,) bool)."""
+    (fitted (M, T) mmol/L, MBF (M,) mL/min/g, reliable (M,) bool). ``delay_s``: the bolus
+    delay (s) of the slice's MBF map (:func:`map_delay_s`), so that the drawn curve is the
+    model behind the map's values; None fits a shared delay."""
     from qperf_viewer.quant import fit_curves, model_curves
     from qperf_viewer.quant.mapping import MODELS
 
     key = model_key(model)
     y = np.atleast_2d(np.asarray(curves, dtype=float))
     t = np.asarray(times_s, dtype=float)
-    m = fit_curves(aif.values, y, t, model=key, hematocrit=hematocrit, aif_times_s=aif.times_s)
+    m = fit_curves(
+        aif.values,
+        y,
+        t,
+        model=key,
+        hematocrit=hematocrit,
+        aif_times_s=aif.times_s,
+        delay_s=delay_s,
+    )
     names = MODELS[key].SHAPE_PARAMS
     shape = np.stack([np.asarray(m.params[n], dtype=float).reshape(-1) for n in names], axis=1)
     mbf = np.asarray(m.mbf_ml_min_g, dtype=float).reshape(-1)
@@ -54,3 +65,18 @@ def fit_model_curves(
         aif_times_s=aif.times_s,
     )
     return fitted, mbf, np.asarray(m.reliable, dtype=bool).reshape(-1)
+
+
+def map_delay_s(sr) -> float | None:
+    """The bolus delay (s) the slice's MBF map was fitted with (median over its reliable
+    pixels), None when the map has none."""
+    from qperf_viewer.quant.mapping import DELAY_BOUNDS_S
+
+    d = sr.maps.get("delay_s") if getattr(sr, "maps", None) else None
+    if d is None or sr.mbf_valid is None or not np.any(sr.mbf_valid):
+        return None
+    v = np.asarray(d, dtype=float)[np.asarray(sr.mbf_valid, dtype=bool)]
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None
+    return float(np.clip(np.median(v), *DELAY_BOUNDS_S))

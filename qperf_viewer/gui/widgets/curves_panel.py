@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from qperf_viewer.exam import LABEL_LV, LABEL_MYO, LABEL_RV
 from qperf_viewer.gui.errors import error_dialog
-from qperf_viewer.gui.fits import fit_model_curves
+from qperf_viewer.gui.fits import fit_model_curves, map_delay_s
 from qperf_viewer.gui.session import Session
 from qperf_viewer.gui.workers import Task, TaskRunner
 from qperf_viewer.results import Curve
@@ -222,8 +222,10 @@ class CurvesPanel(QWidget):
         times = sr.series.times_s[dyn]
         model = self.session.result.model if self.session.result is not None else "btex"
 
+        delay = map_delay_s(sr)  # the model behind the map's values, not a new fit
+
         def work():
-            fitted, _, ok = fit_model_curves(res.aif, np.stack(curves), times, model)
+            fitted, _, ok = fit_model_curves(res.aif, np.stack(curves), times, model, delay_s=delay)
             return [
                 Curve(n, times, f, "mmol/L")
                 for n, f, good in zip(names, fitted, ok, strict=True)
