@@ -88,7 +88,7 @@ class Task(QRunnable):
         if frac is not None and frac < 1.0 and now - self._last_emit < 0.05:
             return  # at most 20 updates a second
         self._last_emit = now
-        self.signals.progress.emit(-1.0 if frac is None else frac, msg)
+        self._emit(self.signals.progress, -1.0 if frac is None else frac, msg)
         if self.token.is_set():
             raise CancelledError(f"{self.name} cancelled.")
 
@@ -101,17 +101,25 @@ class Task(QRunnable):
                 self.fn, *self.args, progress=self.progress, cancel=self.token, **self.kwargs
             )
         except CancelledError:
-            self.signals.cancelled.emit()
+            self._emit(self.signals.cancelled)
         except Exception as exc:  # noqa: BLE001 - handed to the GUI thread
             log.exception("%s failed", self.name)
-            self.signals.failed.emit(exc, traceback.format_exc())
+            self._emit(self.signals.failed, exc, traceback.format_exc())
         else:
             if self.token.is_set():
-                self.signals.cancelled.emit()
+                self._emit(self.signals.cancelled)
             else:
-                self.signals.finished.emit(out)
+                self._emit(self.signals.finished, out)
         finally:
-            self.signals.done.emit()
+            self._emit(self.signals.done)
+
+    def _emit(self, signal, *args) -> None:
+        """Emit to the GUI thread; a window closed while the task ran has deleted the
+        receiver side: then the result is dropped quietly (the app is closing)."""
+        try:
+            signal.emit(*args)
+        except RuntimeError:
+            log.debug("%s finished after its window closed; result dropped", self.name)
 
 
 class TaskRunner(QObject):
