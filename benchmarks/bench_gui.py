@@ -132,10 +132,28 @@ def _real_analysis():
     return phantom.exam, analyze, "truth masks instead of the (absent) ONNX model"
 
 
+def _gap_timer():
+    """A started 5 ms QTimer and the list of gaps (ms) between its ticks."""
+    from PySide6.QtCore import QTimer
+
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append((now - last[0]) * 1000.0)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(tick)
+    timer.start()
+    return timer, gaps
+
+
 def event_loop_latency(stand_in_s: float = 5.0) -> tuple[float, float, float, str]:
     """(worst, p99, median) gap in ms between 5 ms timer ticks while an analysis runs in a
     worker, and what ran."""
-    from PySide6.QtCore import QTimer
 
     from qperf_viewer.gui.workers import Task, TaskRunner
 
@@ -160,18 +178,7 @@ def event_loop_latency(stand_in_s: float = 5.0) -> tuple[float, float, float, st
 
         args, what = (), f"CPU-bound numpy stand-in ({stand_in_s:.0f} s; pipeline not available)"
     runner = TaskRunner()
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append((now - last[0]) * 1000.0)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
+    timer, gaps = _gap_timer()
     task = Task("bench", fn, *args)
     t0 = time.perf_counter()
     runner.start(task)
@@ -187,7 +194,6 @@ def window_latency() -> tuple[float, float, float, str]:
     """(worst, p99, median) gap in ms between 5 ms timer ticks in the real main window while
     it opens a synthetic exam folder (index, load), analyses it (CoreBackend with the ONNX
     model), restores edits and saves the outputs (report.pdf, results.json, DICOM)."""
-    from PySide6.QtCore import QTimer
 
     from qperf_viewer.gui.main_window import MainWindow
     from qperf_viewer.phantom.cli import write_phantom
@@ -199,18 +205,7 @@ def window_latency() -> tuple[float, float, float, str]:
     win = MainWindow()
     win.resize(1500, 950)
     win.show()
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append((now - last[0]) * 1000.0)
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(5)
-    timer.timeout.connect(tick)
-    timer.start()
+    timer, gaps = _gap_timer()
     t0 = time.perf_counter()
     win.open_folder(str(tmp / "exam" / "dicom"), analyze=True)
     s = win.session

@@ -44,14 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stress_mbf_ml_min_g, mpr, model, aif_source, field_strength_t); default: the "
         "literature set printed in the report",
     )
-    a.add_argument(
-        "--position",
-        action="append",
-        default=[],
-        metavar="COND:K=POS",
-        help="override a slice position, e.g. stress:3=mid or rest:1=none (slices 0-based, "
-        "basal to apical; saved to OUTDIR/edits/positions.json and used on later runs)",
-    )
+    _add_position_arg(a)
     a.set_defaults(handler=_analyze)
 
     s = sub.add_parser(
@@ -64,14 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("dir", metavar="DIR", help="DICOM folder (any depth) of the exam")
     s.add_argument("--out", metavar="OUTDIR", required=True, help="output folder (never DIR)")
     s.add_argument("--study", metavar="UID", help="StudyInstanceUID when DIR holds several")
-    s.add_argument(
-        "--position",
-        action="append",
-        default=[],
-        metavar="COND:K=POS",
-        help="override a slice position, e.g. stress:3=mid or rest:1=none (slices 0-based, "
-        "basal to apical; saved to OUTDIR/edits/positions.json and used on later runs)",
-    )
+    _add_position_arg(s)
     s.set_defaults(handler=_segment)
 
 
@@ -180,3 +166,14 @@ def _thresholds(args: argparse.Namespace):
     from qperf_viewer.report.thresholds import load_thresholds
 
     return load_thresholds(args.thresholds)
+
+
+def _add_position_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--position",
+        action="append",
+        default=[],
+        metavar="COND:K=POS",
+        help="override a slice position, e.g. stress:3=mid or rest:1=none (slices 0-based, "
+        "basal to apical; saved to OUTDIR/edits/positions.json and used on later runs)",
+    )
