@@ -21,8 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=20260115, help="seed of split, data and weights")
     p.add_argument("--small", action="store_true", help="tiny quick configuration (minutes)")
-    p.add_argument("--iters", type=int, help="training iterations (default 3000; small 120)")
-    p.add_argument("--train-exams", type=int, help="number of training exams (default 200)")
+    p.add_argument(
+        "--iters", type=int, help="stage-1 training iterations (default 1600; small 120)"
+    )
+    p.add_argument(
+        "--finetune-iters",
+        type=int,
+        help="stage-2 iterations of the full recipe (default 800; 0: stage 1 only)",
+    )
+    p.add_argument("--train-exams", type=int, help="number of training exams (default 72)")
     p.add_argument("--work", default=".work", help="cache/checkpoint folder (default .work)")
     p.add_argument(
         "--models-out",
@@ -149,6 +156,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr,
         jitter_mm=args.jitter_mm,
         ckpt_name=args.ckpt_name,
+        finetune_iters=args.finetune_iters,
     )
     m = summary.get("test_metrics", {}).get("overall")
     if m:

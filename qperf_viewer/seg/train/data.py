@@ -219,9 +219,17 @@ def _intensity_curve(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 N_TEMPORAL_VARIANTS = 3
 
 
-def temporal_variant(rec: dict, params: PreprocessParams, seed: int, v: int) -> Enhancement:
+def temporal_variant(
+    rec: dict,
+    params: PreprocessParams,
+    seed: int,
+    v: int,
+    shift_sd_s: float = 1.5,
+    stretch_sd: float = 0.2,
+) -> Enhancement:
     """Stage-1 preprocessing (:func:`temporal_stage`, whole cached region) of one record in
-    temporal/intensity variant ``v``; deterministic in (seed, v)."""
+    temporal/intensity variant ``v``; deterministic in (seed, v). Variants 1 and 2 shift the
+    bolus arrival (SD ``shift_sd_s`` s) and stretch time (log SD ``stretch_sd``)."""
     images = np.asarray(rec["images"], np.float32)
     aug = None
     if v > 0:
@@ -231,8 +239,8 @@ def temporal_variant(rec: dict, params: PreprocessParams, seed: int, v: int) -> 
             if dr1 is not None:
                 images = dr1
         aug = Augment(
-            time_shift_s=float(rng.normal(0, 1.5)),
-            time_stretch=float(np.exp(rng.normal(0, 0.2))),
+            time_shift_s=float(rng.normal(0, shift_sd_s)),
+            time_stretch=float(np.exp(rng.normal(0, stretch_sd))),
         )
     enh = temporal_stage(
         images,

@@ -40,6 +40,10 @@ class TrainConfig:
     crop_train: int = 112
     val_every: int = 250
     centre_jitter_mm: float = 12.0
+    #: SD of the bolus-arrival shift (s) and of the log time stretch of the cached temporal
+    #: variants (the stronger, the more robust to real timing; see data.temporal_variant)
+    time_shift_sd_s: float = 1.5
+    time_stretch_sd: float = 0.2
     init_from: str = ""
     threads: int = 2
     workers: int = 1
@@ -61,12 +65,14 @@ class ExampleStream(IterableDataset):
         seed: int,
         crop: int,
         jitter_mm: float = 12.0,
+        time_aug: tuple[float, float] = (1.5, 0.2),
     ):
         self.records = records
         self.params = params
         self.seed = seed
         self.crop = crop
         self.jitter_mm = jitter_mm
+        self.time_aug = time_aug
 
     def __iter__(self):
         info = get_worker_info()
@@ -78,7 +84,9 @@ class ExampleStream(IterableDataset):
             v = int(rng.integers(N_TEMPORAL_VARIANTS))
             rec = self.records[i]
             if (i, v) not in stage1:
-                stage1[(i, v)] = temporal_variant(rec, self.params, self.seed * 7919 + i, v)
+                stage1[(i, v)] = temporal_variant(
+                    rec, self.params, self.seed * 7919 + i, v, *self.time_aug
+                )
             x, y = make_example(
                 rec,
                 self.params,
@@ -169,7 +177,12 @@ def train(
             log.info("resumed from %s at iteration %d (best myo Dice %.4f)", latest, start, best)
     val_set = [make_example(r, params, None, crop_size=params.crop_px) for r in val_records]
     ds = ExampleStream(
-        train_records, params, cfg.seed + start, cfg.crop_train, cfg.centre_jitter_mm
+        train_records,
+        params,
+        cfg.seed + start,
+        cfg.crop_train,
+        cfg.centre_jitter_mm,
+        (cfg.time_shift_sd_s, cfg.time_stretch_sd),
     )
     dl = DataLoader(
         ds,

@@ -45,6 +45,11 @@ TEST_VARIANTS = (
 )
 
 
+#: The shipped recipe (full configuration): stage 1 from scratch, stage 2 fine-tunes it.
+STAGE1 = {"iters": 1600, "time_aug": (0.8, 0.12)}
+STAGE2 = {"iters": 800, "lr": 6e-4, "jitter_mm": 20.0, "time_aug": (1.5, 0.2)}
+
+
 def variants_for(source: str) -> list[str]:
     if source == "standin":
         return ["standin"]
@@ -124,8 +129,14 @@ def run_training(
     lr: float | None = None,
     jitter_mm: float | None = None,
     ckpt_name: str | None = None,
+    finetune_iters: int | None = None,
 ) -> dict:
-    """Train (or resume), export the best checkpoint and evaluate it; returns a summary."""
+    """Train (or resume), export the best checkpoint and evaluate it; returns a summary.
+
+    The full configuration is the shipped recipe, in two stages from one command: stage 1
+    from scratch (:data:`STAGE1`), stage 2 fine-tunes its best checkpoint with stronger
+    temporal augmentation and crop jitter (:data:`STAGE2`, ``finetune_iters`` iterations;
+    0 skips it). Explicit ``init_from`` / ``lr`` / ``jitter_mm`` give a single stage."""
     from qperf_viewer.seg.train.export import export_onnx
     from qperf_viewer.seg.train.loop import TrainConfig, train
 
@@ -135,8 +146,13 @@ def run_training(
         )
         n_tr, n_val, n_test = n_train or 8, 2, 1
     else:
-        cfg = TrainConfig(seed=seed, iters=iters or 3000)
+        cfg = TrainConfig(seed=seed, iters=iters or STAGE1["iters"])
         n_tr, n_val, n_test = n_train or 72, 6, 2
+    two_stage = not small and init_from is None and lr is None and jitter_mm is None
+    if two_stage:
+        cfg.time_shift_sd_s, cfg.time_stretch_sd = STAGE1["time_aug"]
+    n_ft = STAGE2["iters"] if finetune_iters is None else int(finetune_iters)
+    two_stage = two_stage and n_ft > 0
     if init_from is not None:
         cfg.init_from = str(init_from)
     if lr is not None:
@@ -170,7 +186,20 @@ def run_training(
     best = ck_dir / "best.pt"
     if not export_only:
         best = train(cfg, train_recs, val_recs, ck_dir)
+    if two_stage:
+        cfg2 = TrainConfig(**{**asdict(cfg), "iters": n_ft, "init_from": str(best)})
+        cfg2.lr = STAGE2["lr"]
+        cfg2.centre_jitter_mm = STAGE2["jitter_mm"]
+        cfg2.time_shift_sd_s, cfg2.time_stretch_sd = STAGE2["time_aug"]
+        ft_dir = work_dir / ((ckpt_name or "seg_ckpt") + "_ft")
+        best = ft_dir / "best.pt"
+        if not export_only:
+            log.info("stage 2: fine-tuning %s for %d iterations", cfg2.init_from, n_ft)
+            best = train(cfg2, train_recs, val_recs, ft_dir)
+        cfg = cfg2
     cmd = _command(small, seed, iters, init_from, lr, jitter_mm, ckpt_name)
+    if finetune_iters is not None:
+        cmd += f" --finetune-iters {finetune_iters}"
     onnx = export_onnx(best, models_out, extra={"training_command": cmd})
     summary = {"onnx": str(onnx), "config": asdict(cfg), "split": split}
     if evaluate:
