@@ -200,7 +200,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             if seen.get(v, 0) < args.sectors:
                 seen[v] = seen.get(v, 0) + 1
                 keep.append((sd, v))
-        sec = evaluate_sectors(keep, Path(args.work) / "sector_eval")
+        sec = evaluate_sectors(keep, Path(args.work) / "sector_eval", models_dir=models)
         (out / "seg_sectors.json").write_text(json.dumps(sec, indent=2))
         text += "\n## AHA sectors and segment MBF (automatic vs truth masks, same maps)\n\n"
         text += sectors_table(sec)

@@ -104,7 +104,13 @@ def evaluate_model(models_dir: Path, test_paths: list[Path]) -> dict:
     return res
 
 
-def evaluate_exam_sectors(seed: int, variant: str, work_dir: Path, model: str = "fermi") -> dict:
+def evaluate_exam_sectors(
+    seed: int,
+    variant: str,
+    work_dir: Path,
+    model: str = "fermi",
+    models_dir: Path | None = None,
+) -> dict:
     """What the automatic segmentation changes downstream, on one phantom exam through the
     whole pipeline (DICOM, motion correction, Gd, AIF, pixelwise MBF): the share of myocardial
     pixels (in both the automatic and the truth mask) whose AHA segment agrees with the
@@ -118,9 +124,11 @@ def evaluate_exam_sectors(seed: int, variant: str, work_dir: Path, model: str = 
     src = work_dir / f"exam_{variant}_{seed}"
     if not (src / "truth").is_dir():
         write_phantom(src, seed, variant)
+    from qperf_viewer.pipeline.segmenter import OnnxSegmenter
+
     run = analyze_folder(
         src / "dicom", out_dir=work_dir / f"out_{variant}_{seed}", model=model, pdf=False,
-        dicom=False,
+        dicom=False, segmenter=OnnxSegmenter(models_dir),
     )  # fmt: skip
     truth = TruthSegmenter(src)
     agree = total = 0
@@ -156,9 +164,15 @@ def evaluate_exam_sectors(seed: int, variant: str, work_dir: Path, model: str = 
     }
 
 
-def evaluate_sectors(items: list[tuple[int, str]], work_dir: Path, model: str = "fermi") -> dict:
-    """:func:`evaluate_exam_sectors` over exams; pooled AHA agreement and segment MBF bias."""
-    rows = [evaluate_exam_sectors(s, v, work_dir, model) for s, v in items]
+def evaluate_sectors(
+    items: list[tuple[int, str]],
+    work_dir: Path,
+    model: str = "fermi",
+    models_dir: Path | None = None,
+) -> dict:
+    """:func:`evaluate_exam_sectors` over exams (segmented with the model in ``models_dir``,
+    default the installed one); pooled AHA agreement and segment MBF bias."""
+    rows = [evaluate_exam_sectors(s, v, work_dir, model, models_dir) for s, v in items]
     d = np.concatenate([r["segment_mbf_diffs"] for r in rows]) if rows else np.zeros(0)
     ag = np.array([r["aha_agreement"] for r in rows], float)
     return {
