@@ -597,3 +597,13 @@ def test_export_pdf_print_and_dicom(qtbot, win, tmp_path, artifacts_dir):
     assert any("Encapsulated PDF" in m for m in modalities)
     for f in files:
         assert pydicom.dcmread(f).StudyInstanceUID == s.exam.study_instance_uid
+    # the menu's exports run off the GUI thread and report in the status bar
+    seen = []
+    s.status.connect(seen.append)
+    rep.export_pdf_in_background(tmp_path / "bg.pdf")
+    rep.export_dicom_in_background(tmp_path / "bg_dcm")
+    qtbot.waitUntil(lambda: not s.busy and len(seen) >= 2, timeout=60000)
+    assert (tmp_path / "bg.pdf").stat().st_size > 20000
+    assert len(list((tmp_path / "bg_dcm").rglob("*.dcm"))) == 3
+    assert any("Report written to" in m for m in seen)
+    assert any("Wrote 3 DICOM file(s)" in m for m in seen)

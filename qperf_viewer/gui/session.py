@@ -394,6 +394,11 @@ class Session(QObject):
     def wait_idle(self, msecs: int = 60000) -> bool:
         return self.runner.wait(msecs)
 
+    def run_task(self, task: Task, fail_title: str) -> Task:
+        """Run ``task`` in the background with the session's progress, status and error
+        reporting (a failure becomes an error dialog titled ``fail_title``)."""
+        return self._start(task, fail_title)
+
     def _start(self, task: Task, fail_title: str) -> Task:
         self._task = task
         task.signals.progress.connect(self.progress)

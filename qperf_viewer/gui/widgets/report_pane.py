@@ -323,12 +323,13 @@ class ReportPane(QWidget):
             data = dataclasses.replace(data, thresholds=thr)
         return data
 
-    def export_pdf(self, path: str | Path) -> Path:
-        """Write the report PDF (the same report as ``qperf-viewer analyze``)."""
+    def export_pdf(self, path: str | Path, data=None) -> Path:
+        """Write the report PDF (the same report as ``qperf-viewer analyze``); ``data``:
+        the ReportData to write (default: the current one)."""
         from qperf_viewer.report.pdf import write_pdf
 
         path = Path(path)
-        write_pdf(path, self.report_data())
+        write_pdf(path, data if data is not None else self.report_data())
         return path
 
     def print_to(self, printer) -> None:
@@ -347,13 +348,13 @@ class ReportPane(QWidget):
             with error_dialog(self, "Could not print the report"):
                 self.print_to(printer)
 
-    def export_dicom(self, folder: str | Path) -> list[Path]:
+    def export_dicom(self, folder: str | Path, data=None) -> list[Path]:
         """DICOM Encapsulated PDF of the report and Secondary Captures of the bulls-eye page
         and the MBF maps (as ``analyze`` writes them), each read back after writing."""
         from qperf_viewer.report.dicom_export import export_report_dicom
         from qperf_viewer.report.pdf import pdf_bytes, render_maps_image, render_page_image
 
-        data = self.report_data()
+        data = data if data is not None else self.report_data()
         pictures = [
             (
                 "report_page1_sc",
@@ -369,14 +370,28 @@ class ReportPane(QWidget):
         start = str((self.session.output_dir or Path.home()) / "report.pdf")
         path, _ = QFileDialog.getSaveFileName(self, "Export report PDF", start, "PDF (*.pdf)")
         if path:
-            with error_dialog(self, "Could not export the PDF"):
-                self.export_pdf(path)
-                self.session.status.emit(f"Report written to {path}")
+            self.export_pdf_in_background(path)
+
+    def export_pdf_in_background(self, path: str | Path):
+        """Write the PDF off the GUI thread (the report data is taken now); returns the task."""
+        from qperf_viewer.gui.workers import Task
+
+        task = Task("Export PDF", self.export_pdf, Path(path), self.report_data())
+        task.signals.finished.connect(lambda p: self.session.status.emit(f"Report written to {p}"))
+        return self.session.run_task(task, "Could not export the PDF")
 
     def _dicom_dialog(self) -> None:
         start = str(self.session.output_dir or Path.home())
         folder = QFileDialog.getExistingDirectory(self, "Export DICOM report to", start)
         if folder:
-            with error_dialog(self, "Could not export DICOM"):
-                files = self.export_dicom(folder)
-                self.session.status.emit(f"Wrote {len(files)} DICOM file(s) to {folder}")
+            self.export_dicom_in_background(folder)
+
+    def export_dicom_in_background(self, folder: str | Path):
+        """Write the DICOM exports off the GUI thread; returns the task."""
+        from qperf_viewer.gui.workers import Task
+
+        task = Task("Export DICOM", self.export_dicom, Path(folder), self.report_data())
+        task.signals.finished.connect(
+            lambda files: self.session.status.emit(f"Wrote {len(files)} DICOM file(s) to {folder}")
+        )
+        return self.session.run_task(task, "Could not export DICOM")
