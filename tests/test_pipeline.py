@@ -707,3 +707,29 @@ def test_drawn_fit_uses_the_maps_delay(run):
     )
     assert ok[0] and 0.3 < mbf[0] < 6.0
     assert np.max(np.abs(fitted[0] - curve)) < 0.2 * np.max(curve)
+
+
+def test_report_flags_are_about_the_myocardium(run):
+    """QC flags shown to the clinician count clipped Gd ratios in the myocardium only and do
+    not quote the fit statistics of the dilated map region (blood, fat)."""
+    from types import SimpleNamespace
+
+    from qperf_viewer.pipeline.slices import _myocardial_gd_flags
+
+    labels = np.zeros((6, 6), np.uint8)
+    labels[2:4, 2:4] = 2
+    n_clipped = np.zeros((6, 6), int)
+    n_clipped[0, 0] = 50  # air
+    n_clipped[2, 2] = 3  # myocardium
+    g = SimpleNamespace(flags=["S >= S_pd ... in 53 pixel-frames: ratio clipped", "other"],
+                        n_clipped=n_clipped)  # fmt: skip
+    seg = SimpleNamespace(labels=labels)
+    flags = _myocardial_gd_flags(g, seg)
+    assert "other" in flags and any("in 3 myocardial pixel-frames" in f for f in flags)
+    assert not any("53" in f for f in flags)
+    n_clipped[2, 2] = 0
+    assert _myocardial_gd_flags(g, seg) == ["other"]
+    for cr in run.result.conditions.values():
+        for sr in cr.slices:
+            assert not any("of fits" in f for f in sr.flags)
+            assert all("myocardial" in f for f in sr.flags if "ratio clipped" in f)

@@ -160,7 +160,7 @@ def prepare_slice(
             cs = dataclasses.replace(ss, images=corrected, flags=[])
             tissue = seg.labels if not ss.pd_frames else None
             g = signal_to_gd(cs, field_strength_t=exam.field_strength_t, tissue=tissue)
-        flags += [f"Gd: {f}" for f in g.flags]
+        flags += [f"Gd: {f}" for f in _myocardial_gd_flags(g, seg)]
     with clock("sectors"):
         aha, sflags = sector_map(seg, ss.geometry, position_for_aha)
     flags += sflags
@@ -219,6 +219,22 @@ VB_PRIOR = (0.10, 1.4)
 FRAMES_PER_DOF = 4.0
 #: Delays scanned around the free BTEX fit (s).
 DELAY_SCAN_S = np.round(np.arange(-1.0, 1.0001, 0.1), 3)
+
+
+def _myocardial_gd_flags(g, seg) -> list[str]:
+    """Gd-conversion flags for the report: the count of clipped signal ratios is given for
+    the myocardium only (the whole image's count is dominated by air and blood at the bolus
+    peak, which the report does not use)."""
+    flags = [f for f in g.flags if not f.startswith("S >= S_pd")]
+    n_clip = getattr(g, "n_clipped", None)
+    if seg is not None and n_clip is not None and np.shape(n_clip) == np.shape(seg.labels):
+        myo = np.asarray(seg.labels) == LABEL_MYO
+        n = int(np.asarray(n_clip)[myo].sum())
+        if n:
+            flags.append(
+                f"S >= S_pd (or within noise of it) in {n} myocardial pixel-frames: ratio clipped"
+            )
+    return flags
 
 
 def reference_delay(
@@ -305,6 +321,8 @@ def quantify_slice(sr: SliceResult, aif: Curve, model: str, clock: StageClock) -
             sr.maps[name] = full
     n_myo = int(myo.sum())
     frac = float(sr.mbf_valid[myo].sum()) / n_myo
-    sr.flags += [f"MBF: {f}" for f in m.flags]
+    # the map's own fit statistics cover the dilated region (blood, fat): the myocardial
+    # reliability below is what the report needs
+    sr.flags += [f"MBF: {f}" for f in m.flags if "of fits" not in f]
     if frac < 0.5:
         sr.flags.append(f"MBF: only {100 * frac:.0f}% of myocardial pixels reliable")
