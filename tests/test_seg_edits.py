@@ -226,3 +226,24 @@ def test_export_training_writes_corrected_slices(tmp_path, capsys):
     assert np.all(np.diff(rec["times_s"]) > 0)
     assert len(rec["pd_frames"]) > 0 and np.isfinite(rec["ts_ms"])
     assert not any(src.rglob("*.npz"))  # nothing written into the DICOM folder
+
+
+def test_training_commands_without_training_tools_say_so(monkeypatch, tmp_path, capsys):
+    """The standalone bundle leaves out qperf_viewer.seg.train: its commands exit with a
+    clear message (exit 2), not a traceback."""
+    import importlib
+
+    from qperf_viewer.cli import main
+
+    real = importlib.import_module
+
+    def fake(name, *a, **k):
+        if name.startswith("qperf_viewer.seg.train"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    assert main(["export-training", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+    assert main(["evaluate-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("standalone application does not include") == 2

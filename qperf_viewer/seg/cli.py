@@ -170,11 +170,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    _training_tools("evaluate-model")
     import json
     import logging
     from pathlib import Path
 
     from qperf_viewer import config
+    from qperf_viewer.errors import InputError
     from qperf_viewer.seg.train.card import phantom_table, real_table, sectors_table
     from qperf_viewer.seg.train.data import build_cache
     from qperf_viewer.seg.train.evaluate import evaluate_model, evaluate_real, render_public
@@ -182,6 +184,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     models = Path(args.models) if args.models else config.models_dir()
+    if args.per_variant < 1:
+        raise InputError("--per-variant must be at least 1 (test exams per variant).")
+    for flag, folder in (("--real", args.real), ("--public", args.public)):
+        if folder and not Path(folder).is_dir():
+            raise InputError(f"{flag}: no such folder.", path=str(folder), hint="Check the path.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = make_split("phantom", args.seed, 1, 1, args.per_variant)
@@ -219,6 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export_training(args: argparse.Namespace) -> int:
+    _training_tools("export-training")
     from qperf_viewer.seg.train.user_data import export_training
 
     paths = export_training(
@@ -235,3 +243,20 @@ def _export_training(args: argparse.Namespace) -> int:
         f"--init CHECKPOINT --finetune {args.out}"
     )
     return 0
+
+
+def _training_tools(command: str):
+    """The training package, or a clear error where it is not installed (the standalone
+    bundle leaves it out)."""
+    import importlib
+
+    from qperf_viewer.errors import InputError
+
+    try:
+        return importlib.import_module("qperf_viewer.seg.train")
+    except ImportError as exc:
+        raise InputError(
+            f"'{command}' needs the training tools, which the standalone application does not "
+            "include.",
+            hint="Run it from a source install: pip install -e '.[train]'.",
+        ) from exc
