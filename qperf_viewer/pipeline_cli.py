@@ -44,6 +44,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stress_mbf_ml_min_g, mpr, model, aif_source, field_strength_t); default: the "
         "literature set printed in the report",
     )
+    q = a.add_argument_group("quantification (recorded in results.json)")
+    q.add_argument(
+        "--hematocrit",
+        type=float,
+        default=0.42,
+        metavar="HCT",
+        help="large-vessel hematocrit, 0.2-0.7 (default 0.42); BTEX works in plasma and "
+        "reports blood flow",
+    )
+    q.add_argument(
+        "--r1",
+        type=float,
+        default=4.5,
+        metavar="L_PER_MMOL_S",
+        help="relaxivity of the agent in L/(mmol s) (default 4.5); scales Gd values, not MBF",
+    )
+    q.add_argument(
+        "--default-ts-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="saturation time for series without InversionTime (flagged); without it such "
+        "series get no Gd, MBF or MPR",
+    )
+    q.add_argument(
+        "--already-gd",
+        action="store_true",
+        help="the perfusion and AIF pixel values are Gd concentrations (mmol/L): no signal "
+        "conversion (a header marker does the same per series; see docs/CONVENTIONS.md)",
+    )
     _add_position_arg(a)
     a.set_defaults(handler=_analyze)
 
@@ -135,6 +165,7 @@ def _analyze(args: argparse.Namespace) -> int:
         dicom=not args.no_dicom,
         positions=_positions(args),
         thresholds=_thresholds(args),
+        options=_options(args),
     )
     print_run(run, args.quiet, "report")
     return run.status
@@ -152,6 +183,17 @@ def _segment(args: argparse.Namespace) -> int:
     )
     print_run(run, False, "segmentation")
     return run.status
+
+
+def _options(args: argparse.Namespace):
+    from qperf_viewer.results import QuantOptions
+
+    return QuantOptions(
+        r1_l_per_mmol_s=args.r1,
+        default_ts_ms=args.default_ts_ms,
+        hematocrit=args.hematocrit,
+        already_gd=args.already_gd,
+    )
 
 
 def _positions(args: argparse.Namespace):

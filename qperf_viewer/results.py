@@ -20,6 +20,45 @@ from qperf_viewer.exam import PerfusionExam, SliceSeries
 
 
 @dataclass(frozen=True)
+class QuantOptions:
+    """Physics settings of one analysis (recorded in results.json).
+
+    r1_l_per_mmol_s: longitudinal relaxivity of the agent, L/(mmol s) (MBF does not depend on
+        it: AIF and tissue share it; Gd values do). default_ts_ms: saturation time (ms) used
+        for series without an InversionTime (flagged); None: such series get no Gd and no MBF.
+    hematocrit: large-vessel hematocrit (BTEX plasma input; reported MBF is blood flow).
+    already_gd: the user declares the perfusion and AIF pixel values to be Gd (mmol/L)
+        (a header marker does the same per series, see ``quant.gd.header_marks_gd``).
+    """
+
+    r1_l_per_mmol_s: float = 4.5
+    default_ts_ms: float | None = None
+    hematocrit: float = 0.42
+    already_gd: bool = False
+
+    def __post_init__(self) -> None:
+        from qperf_viewer.errors import InputError
+
+        if not (0.1 <= float(self.r1_l_per_mmol_s) <= 50.0):
+            raise InputError(
+                f"r1 must lie in 0.1-50 L/(mmol s), not {self.r1_l_per_mmol_s}.",
+                hint="Gadobutrol at 1.5 T is about 4.5-5.2 L/(mmol s).",
+            )
+        if self.default_ts_ms is not None and not (1.0 <= float(self.default_ts_ms) <= 2000.0):
+            raise InputError(f"the default TS must lie in 1-2000 ms, not {self.default_ts_ms}.")
+        if not (0.2 <= float(self.hematocrit) <= 0.7):
+            raise InputError(f"the hematocrit must lie in 0.2-0.7, not {self.hematocrit}.")
+
+    def to_dict(self) -> dict:
+        return {
+            "r1_l_per_mmol_s": float(self.r1_l_per_mmol_s),
+            "default_ts_ms": None if self.default_ts_ms is None else float(self.default_ts_ms),
+            "hematocrit": float(self.hematocrit),
+            "already_gd": bool(self.already_gd),
+        }
+
+
+@dataclass(frozen=True)
 class Curve:
     """A named time curve: times_s (T,), values (T,), unit ('mmol/L', 'a.u.', ...)."""
 
@@ -135,3 +174,4 @@ class AnalysisResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    options: QuantOptions = field(default_factory=QuantOptions)

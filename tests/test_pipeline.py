@@ -733,3 +733,97 @@ def test_report_flags_are_about_the_myocardium(run):
         for sr in cr.slices:
             assert not any("of fits" in f for f in sr.flags)
             assert all("myocardial" in f for f in sr.flags if "ratio clipped" in f)
+
+
+# --------------------------------------------------------------------------- physics options
+def test_default_ts_and_quant_options_are_used_and_recorded(run, phantom_dir):
+    """Without InversionTime, a default TS (the true one here) restores Gd and MBF, flagged;
+    the options travel with the result; the hematocrit changes the blood flow by < 2%."""
+    from qperf_viewer.results import QuantOptions
+
+    exam = run.result.exam
+    rest = exam.conditions["rest"]
+    ts = rest.slices[0].ts_ms
+    no_ts = dataclasses.replace(
+        rest, slices=[dataclasses.replace(s, ts_ms=None) for s in rest.slices]
+    )
+    ex_no_ts = dataclasses.replace(exam, conditions={"rest": no_ts}, flags=[])
+    ex_ts = dataclasses.replace(exam, conditions={"rest": rest}, flags=[])
+    seg = TruthSegmenter(phantom_dir)
+    opts = QuantOptions(default_ts_ms=ts, hematocrit=0.35)
+    res = analyze_exam(ex_no_ts, segmenter=seg, model="fermi", options=opts)
+    cr = res.conditions["rest"]
+    assert res.options == opts
+    assert all(sr.gd is not None and sr.mbf is not None for sr in cr.slices)
+    flags = " ".join(cr.slices[0].flags)
+    assert "TS" in flags and "default" in flags.lower(), flags
+    # the true TS given as the default reproduces the analysis with the header's TS
+    with_ts = analyze_exam(
+        ex_ts, segmenter=seg, model="fermi", options=QuantOptions(hematocrit=0.35)
+    )
+    assert cr.global_mbf == pytest.approx(with_ts.conditions["rest"].global_mbf, rel=1e-6)
+    ref = analyze_exam(
+        ex_no_ts,
+        segmenter=seg,
+        model="fermi",
+        options=QuantOptions(default_ts_ms=ts, hematocrit=0.50),
+    )
+    g35, g50 = cr.global_mbf, ref.conditions["rest"].global_mbf
+    assert g35 and g50 and abs(g50 / g35 - 1.0) < 0.02, (g35, g50)
+
+
+def test_quant_options_are_validated():
+    from qperf_viewer.errors import InputError
+    from qperf_viewer.results import QuantOptions
+
+    for bad in ({"hematocrit": 0.9}, {"r1_l_per_mmol_s": 0.0}, {"default_ts_ms": 5000.0}):
+        with pytest.raises(InputError):
+            QuantOptions(**bad)
+
+
+def test_header_gd_marker_and_user_choice(phantom_dir, tmp_path, truth_cli, capsys):
+    """A series whose SeriesDescription says [Gd] is assembled as Gd (flagged, no signal
+    conversion); the others stay signal. The CLI records the physics options in results.json
+    and refuses an impossible hematocrit with a clear message."""
+    from qperf_viewer.dicom import load_exam, scan_folder
+    from qperf_viewer.quant.gd import signal_to_gd
+
+    src = _copy_tree(phantom_dir / "dicom", tmp_path / "src")
+    study = scan_folder(src, use_cache=False).studies[0]
+    marked = {sl.series_instance_uid for sl in study.conditions["rest"].slices}
+    for p in sorted(src.rglob("*")):
+        if not p.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(p)
+        except Exception:  # noqa: BLE001 - junk files of the phantom
+            continue
+        if getattr(ds, "SeriesInstanceUID", None) in marked:
+            ds.SeriesDescription = f"{ds.get('SeriesDescription', '')} [Gd]"
+            ds.save_as(p)
+    index = scan_folder(src, use_cache=False)
+    exam = load_exam(index)
+    units = {(c, ss.slice_index): ss.units for c, cd in exam.conditions.items() for ss in cd.slices}
+    assert units[("rest", 0)] == units[("rest", 1)] == "gd", units
+    assert units[("stress", 0)] == units[("stress", 1)] == "signal", units
+    ss = exam.conditions["rest"].slices[0]
+    assert any("marked as Gd" in f for f in ss.flags)
+    g = signal_to_gd(ss)
+    assert g.method == "already_gd" and "header marker" in " ".join(g.flags)
+    ss2 = exam.conditions["stress"].slices[0]
+    assert signal_to_gd(ss2).method != "already_gd"
+    assert "user choice" in " ".join(signal_to_gd(ss2, already_gd=True).flags)
+
+    out = tmp_path / "out"
+    code = main(
+        ["analyze", str(phantom_dir / "dicom"), "--out", str(out), "--model", "fermi",
+         "--no-dicom", "-q", "--hematocrit", "0.45", "--r1", "5.2"]
+    )  # fmt: skip
+    assert code in (0, 1), capsys.readouterr()
+    q = load_results(out / "results.json")["quantification"]
+    assert q["hematocrit"] == 0.45 and q["r1_l_per_mmol_s"] == 5.2
+    assert q["default_ts_ms"] is None and "unless a series header" in q["gd_input"]
+    capsys.readouterr()
+    code = main(["analyze", str(phantom_dir / "dicom"), "--out", str(out), "--hematocrit", "0.9"])
+    text = "".join(capsys.readouterr())
+    assert code == 2 and "hematocrit must lie in 0.2-0.7" in text, text

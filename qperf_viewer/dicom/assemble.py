@@ -216,6 +216,11 @@ class _Assembler:
         if any(f.record.get("_no_decoder") for f in g.frames):
             flags.append("compressed without an installed decoder: pixels cannot be loaded")
         assert g.geometry is not None
+        from qperf_viewer.quant.gd import header_marks_gd
+
+        units = "gd" if header_marks_gd(s.image_type, s.description) else "signal"
+        if units == "gd":
+            flags.append("pixel values marked as Gd concentration (mmol/L) in the header")
         return SliceIndex(
             series_instance_uid=s.series_instance_uid,
             geometry=g.geometry,
@@ -226,6 +231,7 @@ class _Assembler:
             location_mm=float(np.asarray(g.geometry.origin_mm) @ normal),
             trigger_time_ms=_median_attr(g.frames, "TriggerTime"),
             flags=flags,
+            units=units,
         )
 
     def condition(self, name: str) -> ConditionIndex | None:
@@ -374,6 +380,7 @@ def _load_series(sl: SliceIndex, decoded: dict, cls):
         frame_numbers=tuple(sl.frames[i].frame_number for i in keep),
         series_instance_uid=sl.series_instance_uid,
         flags=list(dict.fromkeys(sl.flags + notes)),
+        units=sl.units,
     )
     if cls is SliceSeries:
         kwargs.update(

@@ -135,6 +135,10 @@ def _is_aif(text: str) -> bool:
 
 
 def _derived_reason(se: Series) -> str | None:
+    from qperf_viewer.quant.gd import header_marks_gd
+
+    if header_marks_gd(se.image_type, se.description):
+        return None  # the documented Gd marker: a perfusion series in mmol/L, meant for analysis
     it = {x.upper() for x in se.image_type}
     if se.image_type and se.image_type[0].upper() == "DERIVED":
         return "ImageType DERIVED (made by the scanner from other images)"

@@ -60,6 +60,7 @@ def _slice(sl: SliceIndex, with_position: bool = True) -> dict[str, Any]:
         slice_thickness_mm=_num(g.slice_thickness_mm, 3),
         image_orientation_patient=[_num(x) for x in g.orientation],
         image_position_patient=[_num(x) for x in g.origin_mm],
+        units=sl.units,
         flags=list(dict.fromkeys(sl.flags)),
     )
     return out

@@ -152,6 +152,9 @@ class SliceIndex:
     location_mm: float = 0.0
     trigger_time_ms: float | None = None
     flags: list[str] = field(default_factory=list)
+    #: 'gd' when the series header explicitly marks its pixels as Gd concentration (mmol/L,
+    #: :func:`qperf_viewer.quant.gd.header_marks_gd`), else 'signal'.
+    units: str = "signal"
 
     @property
     def sop_instance_uids(self) -> tuple[str, ...]:

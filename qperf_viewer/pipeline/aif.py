@@ -22,7 +22,7 @@ from qperf_viewer.pipeline.common import (
     FLAG_AIF_BLOOD_POOL,
     MIN_AIF_PEAK_MMOL_L,
 )
-from qperf_viewer.results import Curve, SliceResult
+from qperf_viewer.results import Curve, QuantOptions, SliceResult
 
 AIF_MANUAL = "manual"
 
@@ -50,7 +50,10 @@ AIF_SERIES_INDEX = -1
 
 
 def aif_from_series(
-    aif: AifSeries, field_strength_t: float | None, region: np.ndarray | None = None
+    aif: AifSeries,
+    field_strength_t: float | None,
+    region: np.ndarray | None = None,
+    options: QuantOptions | None = None,
 ) -> tuple[Curve | None, list[str]]:
     """AIF (Gd, dynamic frames) of a dual-sequence AIF series, or None and why; ``region``:
     a hand-drawn LV region (Y, X) bool of the series instead of the automatic one."""
@@ -63,8 +66,11 @@ def aif_from_series(
         return None, [f"AIF series: {exc.message}"]
     flags = list(det.flags)
     dyn = _dynamic(len(det.curve), aif.pd_frames)
-    if aif.units == "gd":
+    opt = options or QuantOptions()
+    if aif.units == "gd" or opt.already_gd:
         values = np.asarray(det.curve, dtype=np.float64)[dyn]
+        why = "user choice" if opt.already_gd else "header marker"
+        flags.append(f"AIF series taken as Gd (mmol/L): {why}")
     else:
         g = images_to_gd(
             det.curve,
@@ -73,6 +79,8 @@ def aif_from_series(
             times_s=aif.times_s,
             field_strength_t=field_strength_t,
             tissue="blood",
+            r1=opt.r1_l_per_mmol_s,
+            default_ts_ms=opt.default_ts_ms,
         )
         flags += [f"AIF Gd: {f}" for f in g.flags]
         if g.gd_mmol_l is None:
@@ -119,7 +127,10 @@ def aif_from_slices(slices: list[SliceResult]) -> tuple[Curve | None, list[str]]
 
 
 def manual_aif_series(
-    cd: ConditionData, mask: np.ndarray, field_strength_t: float | None
+    cd: ConditionData,
+    mask: np.ndarray,
+    field_strength_t: float | None,
+    options: QuantOptions | None = None,
 ) -> tuple[Curve, list[str]]:
     """AIF from a region (Y, X) bool drawn on the condition's dual-sequence AIF series
     (converted to Gd with the series' own PD frames and TS); InputError when there is no AIF
@@ -132,7 +143,7 @@ def manual_aif_series(
             f"the AIF region must be a non-empty {tuple(cd.aif.images.shape[1:])} mask of the "
             "AIF series."
         )
-    curve, flags = aif_from_series(cd.aif, field_strength_t, region=m)
+    curve, flags = aif_from_series(cd.aif, field_strength_t, region=m, options=options)
     if curve is None:
         raise InputError(
             f"the drawn region does not give a usable AIF ({'; '.join(flags)}).",
@@ -167,13 +178,16 @@ def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:
 
 
 def condition_aif(
-    cd: ConditionData, slices: list[SliceResult], field_strength_t: float | None
+    cd: ConditionData,
+    slices: list[SliceResult],
+    field_strength_t: float | None,
+    options: QuantOptions | None = None,
 ) -> tuple[Curve | None, str, list[str]]:
     """(AIF curve over dynamic frames, source, flags) of a condition."""
     flags: list[str] = []
     if cd.aif is not None:
         try:
-            curve, f = aif_from_series(cd.aif, field_strength_t)
+            curve, f = aif_from_series(cd.aif, field_strength_t, options=options)
         except (InputError, ValueError) as exc:
             curve, f = None, [f"AIF series failed: {getattr(exc, 'message', exc)}"]
         flags += f

@@ -48,20 +48,44 @@ from qperf_viewer.pipeline.common import (
 from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slice_position
 from qperf_viewer.pipeline.segmenter import OnnxSegmenter
 from qperf_viewer.pipeline.slices import (
+    condition_delays,
     failed_slice,
     nearest_position,
     prepare_slice,
     quantify_slice,
     slice_curves,
+    slice_reference_delay,
 )
 from qperf_viewer.results import (
     AnalysisResult,
     ConditionResult,
+    QuantOptions,
     Segmentation,
     SliceResult,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _map_delays(
+    slices: list[SliceResult], aif, key: str, clock: StageClock, hct: float, cancel: Any
+) -> list[float | None]:
+    """Per slice the map's bolus-arrival delay (s): each slice's reference delay, drawn
+    towards the condition's median (:func:`~qperf_viewer.pipeline.slices.condition_delays`);
+    None where a slice has no map (it then estimates its own)."""
+    if aif is None:
+        return [None] * len(slices)
+    out: list[float | None] = []
+    for sr in slices:
+        check_cancel(cancel)
+        try:
+            out.append(slice_reference_delay(sr, aif, key, clock, hct))
+        except CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the slice's own fit reports the problem
+            log.warning("slice %d: reference delay failed", sr.slice_index, exc_info=True)
+            out.append(None)
+    return condition_delays(out)
 
 
 # ------------------------------------------------------------------------- analyze_exam
@@ -109,6 +133,7 @@ def analyze_exam(
     cancel: Any = None,
     edits: str | Path | Mapping[tuple[str, int], Segmentation | None] | None = None,
     quantify: bool = True,
+    options: QuantOptions | None = None,
 ) -> AnalysisResult:
     """Analyse an assembled exam: per slice motion correction, segmentation (``segmenter``,
     default the shipped ONNX model), Gd conversion and AHA sectors; per condition the AIF
@@ -119,9 +144,11 @@ def analyze_exam(
     edits: saved segmentations to apply (an ``edits/`` folder of
     :mod:`qperf_viewer.seg.edits` files, or {(condition, slice_index): Segmentation or None
     (slice rejected)}). quantify: False stops after sectors (the ``segment`` command).
+    options: r1, default TS, hematocrit and already-Gd (:class:`QuantOptions`, recorded).
     Raises ModelError (model missing), CancelledError; a failing slice is flagged instead.
     """
     key = _model_key(model)
+    options = options or QuantOptions()
     clock = StageClock()
     progress = monotonic_progress(progress)
     t_start = time.perf_counter()
@@ -151,7 +178,9 @@ def analyze_exam(
             )
             try:
                 pos = nearest_position(positions, k)
-                sr = prepare_slice(name, ss, pos, exam, segmenter, clock, gd=quantify)
+                sr = prepare_slice(
+                    name, ss, pos, exam, segmenter, clock, gd=quantify, options=options
+                )
             except (CancelledError, ModelError):
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
@@ -165,8 +194,9 @@ def analyze_exam(
             check_cancel(cancel)
             report_progress(progress, done / steps, f"{name}: arterial input function")
             with clock("aif"):
-                aif, source, aflags = condition_aif(cd, slices, exam.field_strength_t)
+                aif, source, aflags = condition_aif(cd, slices, exam.field_strength_t, options)
             flags += aflags
+            delays = _map_delays(slices, aif, key, clock, options.hematocrit, cancel)
             for k, sr in enumerate(slices):
                 check_cancel(cancel)
                 report_progress(
@@ -178,7 +208,7 @@ def analyze_exam(
                 if aif is None or sr.gd is None:
                     continue
                 try:
-                    quantify_slice(sr, aif, key, clock)
+                    quantify_slice(sr, aif, key, clock, options.hematocrit, delays[k])
                 except CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -211,6 +241,7 @@ def analyze_exam(
         mpr_segments=mpr_s,
         flags=[],
         versions=_versions(key, seg_version),
+        options=options,
     )
     if edits is not None:
         with clock("edits"):
@@ -277,15 +308,19 @@ def apply_manual_aif(
     clock = StageClock()
     if mask is None:
         cd = result.exam.conditions[condition]
-        aif, source, aflags = condition_aif(cd, cr.slices, result.exam.field_strength_t)
+        aif, source, aflags = condition_aif(
+            cd, cr.slices, result.exam.field_strength_t, result.options
+        )
     elif slice_index == AIF_SERIES_INDEX:
         cd = result.exam.conditions[condition]
-        aif, aflags = manual_aif_series(cd, mask, result.exam.field_strength_t)
+        aif, aflags = manual_aif_series(cd, mask, result.exam.field_strength_t, result.options)
         source = AIF_MANUAL
     else:
         aif, aflags = manual_aif(cr.slices[slice_position(cr, slice_index)], mask)
         source = AIF_MANUAL
     slices = []
+    hct = result.options.hematocrit
+    delays = _map_delays(cr.slices, aif, key, clock, hct, cancel)
     for k, sr in enumerate(cr.slices):
         check_cancel(cancel)
         report_progress(progress, k / max(1, len(cr.slices)), f"{condition} slice {k + 1}: MBF map")
@@ -298,7 +333,7 @@ def apply_manual_aif(
         )
         if aif is not None and new.gd is not None:
             try:
-                quantify_slice(new, aif, key, clock)
+                quantify_slice(new, aif, key, clock, hct, delays[k])
             except InputError as exc:
                 new.flags.append(f"MBF failed: {exc.message}")
         new.curves = slice_curves(new)

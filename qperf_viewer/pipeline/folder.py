@@ -115,6 +115,7 @@ def analyze_folder(
     use_cache: bool = True,
     positions: dict[str, dict[int, str | None]] | None = None,
     thresholds=None,
+    options=None,
 ) -> FolderRun:
     """Index ``path``, pick the study (``study_uid`` or the only perfusion study), analyse it
     (saved edits in ``<out>/edits/`` applied: segmentations, slice positions, AIF regions)
@@ -126,6 +127,8 @@ def analyze_folder(
     overrides {condition: {slice index: position or None}}, merged into (and saved as)
     ``<out>/edits/positions.json``; saved overrides apply on every later run. thresholds: the
     report's :class:`~qperf_viewer.report.thresholds.ThresholdSet` (default: literature set).
+    options: :class:`~qperf_viewer.results.QuantOptions` (r1, default TS, hematocrit,
+    already-Gd), recorded in results.json.
     Raises InputError / NoPerfusionExamError for unusable input, ModelError, CancelledError.
     """
     from qperf_viewer.dicom import load_exam, scan_folder
@@ -175,6 +178,7 @@ def analyze_folder(
         cancel=cancel,
         edits=edits if edits.is_dir() else None,
         quantify=quantify,
+        options=options,
     )
     result.flags += pos_notes
     if quantify and edits.is_dir():

@@ -22,6 +22,7 @@ from qperf_viewer.pipeline.common import MAP_MARGIN_MM, Segmenter, StageClock
 from qperf_viewer.pipeline.segmenter import as_segmentation, call_segmenter
 from qperf_viewer.results import (
     Curve,
+    QuantOptions,
     Segmentation,
     SliceResult,
 )
@@ -129,9 +130,10 @@ def prepare_slice(
     segmenter: Segmenter,
     clock: StageClock,
     gd: bool = True,
+    options: QuantOptions | None = None,
 ) -> SliceResult:
-    """Motion correction, segmentation, Gd conversion (unless ``gd`` is False) and AHA sectors
-    of one slice."""
+    """Motion correction, segmentation, Gd conversion (unless ``gd`` is False; r1, default
+    TS and already-Gd from ``options``) and AHA sectors of one slice."""
     from qperf_viewer.quant.gd import signal_to_gd
     from qperf_viewer.quant.motion import correct_motion
 
@@ -159,7 +161,15 @@ def prepare_slice(
         with clock("gd"):
             cs = dataclasses.replace(ss, images=corrected, flags=[])
             tissue = seg.labels if not ss.pd_frames else None
-            g = signal_to_gd(cs, field_strength_t=exam.field_strength_t, tissue=tissue)
+            opt = options or QuantOptions()
+            g = signal_to_gd(
+                cs,
+                field_strength_t=exam.field_strength_t,
+                tissue=tissue,
+                r1=opt.r1_l_per_mmol_s,
+                default_ts_ms=opt.default_ts_ms,
+                already_gd=opt.already_gd,
+            )
         flags += [f"Gd: {f}" for f in _myocardial_gd_flags(g, seg)]
     with clock("sectors"):
         aha, sflags = sector_map(seg, ss.geometry, position_for_aha)
@@ -238,7 +248,12 @@ def _myocardial_gd_flags(g, seg) -> list[str]:
 
 
 def reference_delay(
-    aif: Curve, curve: np.ndarray, times: np.ndarray, model: str, scan: bool = True
+    aif: Curve,
+    curve: np.ndarray,
+    times: np.ndarray,
+    model: str,
+    scan: bool = True,
+    hematocrit: float = 0.42,
 ) -> float | None:
     """Reference bolus-arrival delay (s) of a slice's map from its high-SNR myocardial curve
     (T,) at ``times`` (s); None when the curve cannot be fitted.
@@ -253,7 +268,10 @@ def reference_delay(
     """
     from qperf_viewer.quant.mapping import DELAY_BOUNDS_S, fit_curves
 
-    ref = fit_curves(aif.values, curve[None], times, model=model, aif_times_s=aif.times_s)
+    ref = fit_curves(
+        aif.values, curve[None], times, model=model, aif_times_s=aif.times_s,
+        hematocrit=hematocrit,
+    )  # fmt: skip
     if not ref.reliable[0]:
         return None
     d0 = float(np.clip(ref.delay_s[0], *DELAY_BOUNDS_S))
@@ -262,7 +280,7 @@ def reference_delay(
     grid = np.unique(np.clip(d0 + DELAY_SCAN_S, *DELAY_BOUNDS_S))
     fits = fit_curves(
         aif.values, np.repeat(curve[None], grid.size, axis=0), times, model=model,
-        aif_times_s=aif.times_s, delay_s=grid,
+        aif_times_s=aif.times_s, delay_s=grid, hematocrit=hematocrit,
     )  # fmt: skip
     ok = np.asarray(fits.reliable, bool) & (np.asarray(fits.vb) > 0)
     if not ok.any():
@@ -274,39 +292,92 @@ def reference_delay(
     return float(grid[int(np.argmin(cost))])
 
 
-def quantify_slice(sr: SliceResult, aif: Curve, model: str, clock: StageClock) -> None:
-    """Pixelwise MBF over the myocardium dilated by :data:`MAP_MARGIN_MM`; fills ``mbf``,
-    ``mbf_valid`` and ``maps`` of ``sr`` (float32 / bool (Y, X), 0 / False outside)."""
-    from qperf_viewer.quant.mapping import mbf_map
-
+def _map_inputs(sr: SliceResult):
+    """(myocardium, map region, core, frame times, dynamic Gd) of a slice, or None."""
     seg = sr.automatic or sr.segmentation
     myo = np.zeros(sr.corrected.shape[1:], bool)
     for s in (sr.automatic, sr.segmentation):
         if s is not None:
             myo |= s.labels == LABEL_MYO
     if seg is None or not myo.any() or sr.gd is None:
-        return
+        return None
     region = dilate_mm(myo, sr.series.geometry.pixel_spacing_mm, MAP_MARGIN_MM)
     dyn = sr.series.dynamic_frames
     times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
-    gd = sr.gd[dyn]
+    # The map's reference curve (bolus-arrival delay and, for BTEX, the centre of the pixel
+    # lattice) is the mean tissue-like curve of the myocardium's core (eroded by one pixel):
+    # border pixels carry blood partial volume and k-space blur, which make the tissue look
+    # earlier and the fitted flow much lower.
+    core = ndimage.binary_erosion(myo)
+    if core.sum() < 20:
+        core = myo
+    return myo, region, core, times, sr.gd[dyn]
+
+
+def slice_reference_delay(
+    sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
+) -> float | None:
+    """Bolus-arrival delay (s) of a slice's map from its myocardial core curve
+    (:func:`reference_delay`); None when the slice has no map inputs or no fit."""
+    inputs = _map_inputs(sr)
+    if inputs is None:
+        return None
+    _, _, core, times, gd = inputs
     with clock("mbf"):
-        # The map's reference curve (bolus-arrival delay and, for BTEX, the centre of the
-        # pixel lattice) is the mean tissue-like curve of the myocardium's core (eroded by one
-        # pixel): border pixels carry blood partial volume and k-space blur, which make the
-        # tissue look earlier and the fitted flow much lower.
-        core = ndimage.binary_erosion(myo)
-        if core.sum() < 20:
-            core = myo
         typical = _typical_curve(gd, core, aif)
-        delay = reference_delay(aif, typical, times, model)
+        return reference_delay(aif, typical, times, model, hematocrit=hematocrit)
+
+
+#: Largest difference (s) kept between a slice's reference delay and its condition's median.
+SLICE_DELAY_SPREAD_S = 0.1
+
+
+def condition_delays(delays: list[float | None]) -> list[float | None]:
+    """Slice reference delays drawn towards their condition's median.
+
+    The slices of one condition share the bolus (the AIF) and the coronary transit to within a
+    few tenths of a second, while one slice's delay estimate can be off by 0.2-0.3 s (noise,
+    blood partial volume), which moves its stress MBF by 20-40%. Each delay is therefore kept
+    within ``SLICE_DELAY_SPREAD_S`` of the median of the condition's slices.
+    """
+    known = [d for d in delays if d is not None]
+    if len(known) < 2:
+        return list(delays)
+    med = float(np.median(known))
+    w = SLICE_DELAY_SPREAD_S
+    return [None if d is None else float(np.clip(d, med - w, med + w)) for d in delays]
+
+
+def quantify_slice(
+    sr: SliceResult,
+    aif: Curve,
+    model: str,
+    clock: StageClock,
+    hematocrit: float = 0.42,
+    delay: float | None = None,
+) -> None:
+    """Pixelwise MBF over the myocardium dilated by :data:`MAP_MARGIN_MM`; fills ``mbf``,
+    ``mbf_valid`` and ``maps`` of ``sr`` (float32 / bool (Y, X), 0 / False outside).
+
+    delay: the map's bolus-arrival delay (s; default: the slice's own reference delay, see
+    :func:`condition_delays` for the condition-level value the pipeline passes)."""
+    from qperf_viewer.quant.mapping import mbf_map
+
+    inputs = _map_inputs(sr)
+    if inputs is None:
+        return
+    myo, region, core, times, gd = inputs
+    with clock("mbf"):
+        typical = _typical_curve(gd, core, aif)
+        if delay is None:
+            delay = reference_delay(aif, typical, times, model, hematocrit=hematocrit)
         m = mbf_map(
             aif.values, gd[:, region].T, times, model=model, aif_times_s=aif.times_s,
-            delay_s=delay, reference_curve=typical,
+            delay_s=delay, reference_curve=typical, hematocrit=hematocrit,
         )  # fmt: skip
-    gd_ok = sr.maps.get("gd_valid", np.ones_like(region))[region]
-    valid = np.asarray(m.reliable, bool) & gd_ok
     shape = region.shape
+    gd_ok = sr.maps.get("gd_valid", np.ones(shape, bool))[region]
+    valid = np.asarray(m.reliable, bool) & gd_ok
     mbf = np.zeros(shape, np.float32)
     mbf[region] = np.where(valid, np.nan_to_num(m.mbf_ml_min_g), 0.0)
     sr.mbf = mbf

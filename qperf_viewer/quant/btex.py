@@ -71,6 +71,13 @@ def shape_grid() -> tuple[np.ndarray, ...]:
     return tc, kappa, ke
 
 
+#: Pixel lattice: log-steps of ke = PS/ve around the reference value.
+PIXEL_KE_STEPS = (-0.7, 0.0, 0.7)
+#: Pixel lattice half-widths in steps of a (0.1) and b (0.2).
+PIXEL_A_HALF = 20
+PIXEL_B_HALF = 6
+
+
 def pixel_lattice(reference_shape: np.ndarray):
     """Dictionary lattice of the pixel maps, centred on the shape fitted on the slice's mean
     curve: returns lattice axes and the map from lattice coordinates to ``(tc, kappa, ke)``.
@@ -85,17 +92,20 @@ def pixel_lattice(reference_shape: np.ndarray):
     b0 = float(np.log(ref[0] / ref[1]))
     # steps 0.1 and 0.2: (a -+ b)/2 fall on a 0.05 grid, so tc and kappa values repeat and
     # the residue bank shares its (kappa, ke) tails
-    a = a0 + np.arange(-30, 31) * 0.1  # flow x/÷ 4.5
-    b = b0 + np.arange(-8, 9) * 0.2  # vp/PS x/÷ 5
-    ke = float(ref[2])
+    a = a0 + np.arange(-PIXEL_A_HALF, PIXEL_A_HALF + 1) * 0.1
+    b = b0 + np.arange(-PIXEL_B_HALF, PIXEL_B_HALF + 1) * 0.2
+    lke = float(np.log(ref[2])) + np.asarray(PIXEL_KE_STEPS)
 
     def to_shape(coords: np.ndarray) -> np.ndarray:
         c = np.asarray(coords, dtype=float)
         tc = np.exp(0.5 * (c[:, 0] + c[:, 1]))
         kappa = np.exp(0.5 * (c[:, 0] - c[:, 1]))
-        return np.stack([tc, kappa, np.full(c.shape[0], ke)], axis=1)
+        ke = np.exp(c[:, 2]) if c.shape[1] > 2 else np.full(c.shape[0], np.exp(lke[0]))
+        return np.stack([tc, kappa, ke], axis=1)
 
-    return (a, b), to_shape
+    if lke.size == 1:
+        return (a, b), to_shape
+    return (a, b, lke), to_shape
 
 
 def shape_bounds() -> tuple[np.ndarray, np.ndarray]:

@@ -158,4 +158,5 @@ def report_data_from_result(
         created=created or _dt.datetime.now().isoformat(timespec="seconds"),
         edited=edited,
         timings_s=dict(result.timings_s),
+        quant_options=result.options.to_dict() if hasattr(result, "options") else {},
     )

@@ -134,6 +134,8 @@ class ReportData:
     created: str = ""
     edited: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: physics settings of the analysis (:meth:`qperf_viewer.results.QuantOptions.to_dict`)
+    quant_options: dict = field(default_factory=dict)
 
     @property
     def stress(self) -> ConditionReport | None:

@@ -166,6 +166,10 @@ SCHEMA: dict[str, Any] = {
                     "segment_value": STR,
                     "global_value": STR,
                     "mpr_rule": STR,
+                    "hematocrit": NUM_N,
+                    "r1_l_per_mmol_s": NUM_N,
+                    "default_ts_ms": NUM_N,
+                    "gd_input": STR,
                 }
             ),
             "conditions": _obj({"stress": CONDITION, "rest": CONDITION}),
@@ -332,6 +336,7 @@ def results_document(data: ReportData) -> dict:
     """The results.json document of a report (valid against :data:`SCHEMA`)."""
     from qperf_viewer import __version__
 
+    opts = dict(getattr(data, "quant_options", {}) or {})
     h = data.header
     thr = data.thresholds
     thr_doc = None
@@ -394,6 +399,12 @@ def results_document(data: ReportData) -> dict:
             "global_value": "mean of the segments with a value",
             "mpr_rule": "global stress / global rest; per segment only where both are reliable "
             f"and rest >= {MPR_MIN_REST_ML_MIN_G:g} mL/min/g",
+            "hematocrit": _f(opts.get("hematocrit", 0.42)),
+            "r1_l_per_mmol_s": _f(opts.get("r1_l_per_mmol_s", 4.5)),
+            "default_ts_ms": _f(opts.get("default_ts_ms")),
+            "gd_input": "declared Gd by the user (no signal conversion)"
+            if opts.get("already_gd")
+            else "signal converted to Gd unless a series header marks it as Gd (see flags)",
         },
         "conditions": {n: _condition(data.conditions.get(n)) for n in ("stress", "rest")},
         "mpr": {
