@@ -338,14 +338,16 @@ def condition_delays(delays: list[float | None]) -> list[float | None]:
     The slices of one condition share the bolus (the AIF) and the coronary transit to within a
     few tenths of a second, while one slice's delay estimate can be off by 0.2-0.3 s (noise,
     blood partial volume), which moves its stress MBF by 20-40%. Each delay is therefore kept
-    within ``SLICE_DELAY_SPREAD_S`` of the median of the condition's slices.
+    within ``SLICE_DELAY_SPREAD_S`` of the median of the condition's slices; a slice whose own
+    curve could not be fitted (None: e.g. blood partial volume in a basal slice) takes the
+    median.
     """
     known = [d for d in delays if d is not None]
-    if len(known) < 2:
+    if not known:
         return list(delays)
     med = float(np.median(known))
     w = SLICE_DELAY_SPREAD_S
-    return [None if d is None else float(np.clip(d, med - w, med + w)) for d in delays]
+    return [med if d is None else float(np.clip(d, med - w, med + w)) for d in delays]
 
 
 def quantify_slice(
