@@ -328,8 +328,10 @@ def slice_reference_delay(
         return reference_delay(aif, typical, times, model, hematocrit=hematocrit)
 
 
-#: Largest difference (s) kept between a slice's reference delay and its condition's median.
-SLICE_DELAY_SPREAD_S = 0.1
+#: Largest difference (s) kept between a slice's reference delay and its condition's median
+#: (0: one delay per condition; 0.1 s and 0.05 s gave larger worst-segment errors on the
+#: synthetic exams of ``benchmarks/bench_accuracy.py``).
+SLICE_DELAY_SPREAD_S = 0.0
 
 
 def condition_delays(delays: list[float | None]) -> list[float | None]:
@@ -338,9 +340,9 @@ def condition_delays(delays: list[float | None]) -> list[float | None]:
     The slices of one condition share the bolus (the AIF) and the coronary transit to within a
     few tenths of a second, while one slice's delay estimate can be off by 0.2-0.3 s (noise,
     blood partial volume), which moves its stress MBF by 20-40%. Each delay is therefore kept
-    within ``SLICE_DELAY_SPREAD_S`` of the median of the condition's slices; a slice whose own
-    curve could not be fitted (None: e.g. blood partial volume in a basal slice) takes the
-    median.
+    within ``SLICE_DELAY_SPREAD_S`` of the median of the condition's slices (by default the
+    median itself); a slice whose own curve could not be fitted (None: e.g. blood partial
+    volume in a basal slice) takes the median.
     """
     known = [d for d in delays if d is not None]
     if not known:
