@@ -54,6 +54,8 @@ FLOW_UNITS = 5
 
 #: BTEX is fitted on all frames.
 FIRST_PASS_WINDOW = None
+#: Reliability threshold on R^2 (all frames).
+MIN_R2 = 0.5
 #: Pixel maps: delays searched around the map's reference delay (s).
 PIXEL_DELAY_OFFSETS_S = [0.0]
 #: Region fits: fit the delay (True) or keep the model-free upslope estimate (False).

@@ -862,7 +862,7 @@ def _fit(
     hematocrit: float,
     aif_times_s: np.ndarray | None,
     region: bool,
-    min_r2: float,
+    min_r2: float | None,
     subtract_baseline: bool,
     dt_fine_s: float | None,
     delay_s: float | str | np.ndarray | None,
@@ -974,6 +974,8 @@ def _fit(
     r2 = np.clip(np.nan_to_num(r2, nan=0.0), -1.0, 1.0)
     rms = np.sqrt(fit.sse / max(curves.shape[1], 1)) * prep.scale
     status[(amp <= 0) & (status & STATUS_AIF_UNUSABLE == 0)] |= STATUS_NO_ENHANCEMENT
+    if min_r2 is None:
+        min_r2 = float(getattr(mod, "MIN_R2", 0.5))
     status[r2 < min_r2] |= STATUS_POOR_FIT
     lo, hi = MBF_RANGE_ML_MIN_G
     status[(mbf < lo) | (mbf > hi)] |= STATUS_OUT_OF_RANGE
@@ -1026,7 +1028,7 @@ def mbf_map(
     hematocrit: float = 0.42,
     aif_times_s: np.ndarray | None = None,
     delay_s: float | None = None,
-    min_r2: float = 0.5,
+    min_r2: float | None = None,
     subtract_baseline: bool = True,
     dt_fine_s: float | None = None,
     reference_curve: np.ndarray | None = None,
@@ -1039,7 +1041,9 @@ def mbf_map(
     by BTEX to convert the blood AIF to plasma (reported flow is blood flow either way).
     delay_s: reference bolus-arrival delay of the map (s); by default it is fitted on the mean
     myocardium-like curve (``MbfMaps.reference_delay_s``) and used for every pixel (plus
-    ``<model>.PIXEL_DELAY_OFFSETS_S``). min_r2: reliability threshold on R^2.
+    ``<model>.PIXEL_DELAY_OFFSETS_S``). min_r2: reliability threshold on R^2 (default the
+    model's ``MIN_R2``: 0.5 for BTEX on all frames, lower for Fermi's short first-pass window,
+    where the R^2 of a noisy pixel is low even when its flow is right).
     reference_curve: (T,) high-SNR tissue curve (same units and frames as ``tissue``, e.g.
     the mean of the eroded myocardium, free of blood partial volume) on which the reference
     delay and, for BTEX, the centre of the pixel lattice are fitted; default the mean of the
@@ -1072,7 +1076,7 @@ def fit_curves(
     hematocrit: float = 0.42,
     aif_times_s: np.ndarray | None = None,
     delay_s: float | str | np.ndarray | None = None,
-    min_r2: float = 0.5,
+    min_r2: float | None = None,
     subtract_baseline: bool = True,
     dt_fine_s: float | None = None,
 ) -> MbfMaps:
