@@ -10,12 +10,17 @@ from qperf_viewer.exam import LABEL_LV, LABEL_MYO, LABEL_RV
 from qperf_viewer.geometry import SliceGeometry, base_to_apex_normal
 from qperf_viewer.gui import backend as be
 from qperf_viewer.gui import contours as ct
+from qperf_viewer.gui import display
 from qperf_viewer.gui.display import (
     bolus_arrival_s,
+    brightness_curve,
     display_matrix,
     patient_to_pixel_dir,
     pixel_to_screen,
     screen_to_pixel,
+    stack_arrival_s,
+    stack_presets,
+    stack_stat,
     synced_frame,
     window_presets,
 )
@@ -98,6 +103,31 @@ def test_window_presets_ordered():
     for lo, hi in window_presets(stack).values():
         assert hi > lo
     assert window_presets(stack, gd=True)["Auto"][0] == 0.0
+
+
+def test_stack_figures_computed_once_per_stack():
+    """The views' per-stack figures (presets, brightness arrival) are the plain functions'
+    values, computed once per stack object and forgotten with it."""
+    import gc
+
+    rng = np.random.default_rng(1)
+    stack = rng.gamma(2.0, 50.0, (20, 24, 24)).astype(np.float32)
+    stack[8:] += 200.0  # a bolus
+    times = np.arange(20) * 0.9
+    assert stack_presets(stack) == window_presets(stack)
+    assert stack_presets(stack, gd=True) == window_presets(stack, gd=True)
+    dyn = np.arange(2, 20)
+    expected = bolus_arrival_s(times[dyn], brightness_curve(stack[dyn]))
+    assert stack_arrival_s(stack, times, (0, 1)) == expected
+    calls = []
+    assert stack_stat(stack, "k", lambda: calls.append(1) or 5) == 5
+    assert stack_stat(stack, "k", lambda: calls.append(1) or 6) == 5
+    assert calls == [1]
+    assert stack_stat(stack.copy(), "k", lambda: 7) == 7  # another array, same values
+    n = len(display._stats)
+    del stack
+    gc.collect()
+    assert len(display._stats) == n - 1
 
 
 def ring_labels(shape=(64, 64), c=(30.0, 33.0), r_endo=8.0, r_epi=13.0) -> np.ndarray:

@@ -5,6 +5,7 @@ each view go to the artifacts folder for human review."""
 from __future__ import annotations
 
 import csv
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from qperf_viewer.gui.display import synced_frame
 from qperf_viewer.gui.main_window import MainWindow
 from qperf_viewer.gui.sample_data import SampleBackend
 from qperf_viewer.gui.session import Session
+from qperf_viewer.gui.workers import GUI_SWITCH_INTERVAL_S
 
 
 @pytest.fixture
@@ -431,6 +433,36 @@ def test_reopen_restores_edits(qtbot, home, exam_dir):
     assert s2.review_state("stress", 0) == "rejected"
     assert s2.slice_result("stress", 0).segmentation is None
     assert w2.report.segment_value("stress", 1) is None
+
+
+def test_background_result_reaches_the_views_one_at_a_time(qtbot, win, monkeypatch):
+    """A result from a worker reaches the views one refresh per event-loop turn (issue 6: no
+    long event-loop gaps), the saving starts after them, and the session is busy until then;
+    changes made on the GUI thread refresh the views at once."""
+    s = win.session
+    order = []
+    views = {
+        "compare": win.compare,
+        "curves": win.curves,
+        "segmentation": win.seg_panel,
+        "report": win.report,
+    }
+    for name, view in views.items():
+        refresh = view.refresh
+        monkeypatch.setattr(view, "refresh", lambda n=name, f=refresh: (order.append(n), f()))
+    monkeypatch.setattr(s, "save_outputs", lambda: order.append("save"))
+    busy = []
+    s.busy_changed.connect(busy.append)
+    s._analyzed(s.result)  # what the analysis task's finished signal calls
+    assert order == [] and s.busy and busy == [True]
+    qtbot.waitUntil(lambda: not s.busy, timeout=10000)
+    assert order == ["compare", "curves", "segmentation", "report", "save"]
+    assert busy == [True, False]
+    order.clear()
+    s.set_review("stress", 0, "accepted")
+    assert order == ["segmentation", "report"]
+    # the GUI thread gets the GIL back from busy tasks within a millisecond
+    assert sys.getswitchinterval() <= GUI_SWITCH_INTERVAL_S
 
 
 def test_cancel_keeps_window_responsive(qtbot, home, exam_dir):

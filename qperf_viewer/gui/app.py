@@ -98,6 +98,7 @@ def run_gui(argv: list[str]) -> int:
             QTimer.singleShot(400, shoot)
 
         def shoot() -> None:
+            win.session.flush_views()
             win.compare.refresh()
             if args.view == "report":
                 win.report.refresh()

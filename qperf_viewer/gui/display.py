@@ -10,6 +10,11 @@ Points are ``(row, col)`` in the slice's DICOM pixel grid; pixel ``(r, c)`` has 
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import numpy as np
 
 from qperf_viewer.geometry import SliceGeometry, base_to_apex_normal
@@ -132,3 +137,65 @@ def window_presets(images: np.ndarray, gd: bool = False) -> dict[str, tuple[floa
     if gd:
         presets["Auto"] = (0.0, float(max(p99, 1e-3)))
     return {k: (a, b if b > a else a + 1.0) for k, (a, b) in presets.items()}
+
+
+# --- per-stack display figures, computed once (percentiles of a whole stack are slow) --------
+
+_stats: dict[int, tuple[weakref.ref, dict[Any, Any]]] = {}
+_stats_lock = threading.RLock()  # re-entrant: a weakref callback may run inside
+
+
+def stack_stat(images: np.ndarray, key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` for this stack object and ``key``, remembered while the stack lives
+    (stacks are never changed in place). Safe from several threads; used by the views, and
+    filled ahead off the GUI thread by :func:`prepare_stacks`."""
+    sid = id(images)
+    with _stats_lock:
+        entry = _stats.get(sid)
+        if entry is not None and entry[0]() is images and key in entry[1]:
+            return entry[1][key]
+    value = compute()
+    with _stats_lock:
+        entry = _stats.get(sid)
+        if entry is None or entry[0]() is not images:
+            try:
+                ref = weakref.ref(images, lambda _, sid=sid: _forget(sid))
+            except TypeError:  # not weak-referenceable: not cached
+                return value
+            entry = _stats[sid] = (ref, {})
+        entry[1][key] = value
+    return value
+
+
+def _forget(sid: int) -> None:
+    with _stats_lock:
+        entry = _stats.get(sid)
+        if entry is not None and entry[0]() is None:
+            del _stats[sid]
+
+
+def stack_presets(images: np.ndarray, gd: bool = False) -> dict[str, tuple[float, float]]:
+    """:func:`window_presets`, computed once per stack."""
+    return dict(stack_stat(images, ("presets", gd), lambda: window_presets(images, gd=gd)))
+
+
+def stack_arrival_s(images: np.ndarray, times_s: np.ndarray, pd_frames: Iterable[int]) -> float:
+    """Bolus arrival (s) from the frames' brightness, PD frames left out (all frames when fewer
+    than 3 remain); computed once per stack, times and PD frames."""
+    t = np.asarray(times_s, dtype=float)
+    pd = set(pd_frames)
+    dyn = np.array([i for i in range(images.shape[0]) if i not in pd], dtype=int)
+    dyn = dyn if dyn.size >= 3 else np.arange(images.shape[0])
+    key = ("arrival", t.tobytes(), dyn.tobytes())
+    return stack_stat(images, key, lambda: bolus_arrival_s(t[dyn], brightness_curve(images[dyn])))
+
+
+def prepare_stacks(exam: Any) -> None:
+    """Compute ahead what the cine views need for an exam's raw stacks (presets, brightness
+    arrival): called off the GUI thread right after loading."""
+    for cd in getattr(exam, "conditions", {}).values():
+        for ss in cd.slices:
+            if ss.images is None or np.ndim(ss.images) != 3:
+                continue
+            stack_presets(ss.images, gd=False)
+            stack_arrival_s(ss.images, ss.times_s, ss.pd_frames)

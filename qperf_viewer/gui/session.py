@@ -5,17 +5,26 @@ the session to act. Long calls run as :class:`~qperf_viewer.gui.workers.Task` of
 thread. Segmentation edits are undoable commands; each one makes a new manual
 :class:`~qperf_viewer.results.Segmentation` (parent: the automatic one), re-aggregates segment
 values through ``apply_edit`` and is autosaved beside the analysis output.
+
+Views refresh through :meth:`Session.update_view`. An exam or a result that arrives from a
+background task is delivered in steps: each view's refresh runs in its own turn of the event
+loop (repaints and input in between) so that no single step blocks the window for long, and
+the work that follows (saving, the next analysis, curve fits: :meth:`Session.after_views`)
+starts after them; the session stays :attr:`~Session.busy` until then. Changes made on the
+GUI thread (selection, edits, undo) refresh the views at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from qperf_viewer.exam import CONDITIONS, PerfusionExam, SliceSeries
@@ -59,7 +68,15 @@ class Session(QObject):
         super().__init__(parent)
         self.backend = backend or be.CoreBackend()
         self.runner = TaskRunner(self)
-        self.runner.busy_changed.connect(self.busy_changed)
+        self.runner.busy_changed.connect(self._busy_update)
+        self._busy_shown = False
+        # view refreshes queued while a background result is delivered (one per loop turn)
+        self._staging = 0
+        self._pending: dict[Callable[[], Any], None] = {}
+        self._step_timer = QTimer(self)
+        self._step_timer.setSingleShot(True)
+        self._step_timer.setInterval(0)
+        self._step_timer.timeout.connect(self._step)
         self.undo_stack = QUndoStack(self)
         self.folder: Path | None = None
         self.index: Any = None
@@ -86,7 +103,73 @@ class Session(QObject):
     # --- state queries -------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self.runner.busy
+        """A task runs, or the views have not all shown its result yet."""
+        return self.runner.busy or bool(self._pending)
+
+    def _busy_update(self, *_: Any) -> None:
+        busy = self.busy
+        if busy != self._busy_shown:
+            self._busy_shown = busy
+            self.busy_changed.emit(busy)
+
+    # --- view refreshes ------------------------------------------------------------------------
+    def update_view(self, refresh: Callable[[], Any]) -> None:
+        """Run a view's ``refresh`` now, or, while a background result is being delivered,
+        queue it (once) for its own turn of the event loop."""
+        if self._staging:
+            self._pending[refresh] = None
+            return
+        if refresh in self._pending:
+            del self._pending[refresh]
+            self._busy_update()
+        refresh()
+
+    def after_views(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (start background work, say) once the queued view refreshes have run:
+        at once when none are queued."""
+        if self._staging or self._pending:
+            self._pending[fn] = None
+            if not self._staging:
+                self._step_timer.start()
+            return
+        fn()
+
+    @contextlib.contextmanager
+    def _staged(self) -> Iterator[None]:
+        """Deliver what a background task produced: view refreshes asked for inside are
+        queued and run one per event-loop turn."""
+        self._staging += 1
+        try:
+            yield
+        finally:
+            self._staging -= 1
+            if not self._staging and self._pending:
+                self._busy_update()
+                self._step_timer.start()
+
+    def _step(self) -> None:
+        try:
+            if self._pending:
+                refresh = next(iter(self._pending))
+                del self._pending[refresh]
+                refresh()
+        finally:
+            if self._pending:
+                self._step_timer.start()
+            else:
+                self._step_timer.stop()
+                self._busy_update()
+
+    def flush_views(self) -> None:
+        """Run the queued view refreshes now (before a screenshot, for example)."""
+        while self._pending:
+            self._step()
+
+    def drop_view_updates(self) -> None:
+        """Forget the queued view refreshes (the window is closing)."""
+        self._pending.clear()
+        self._step_timer.stop()
+        self._busy_update()
 
     def conditions(self) -> list[str]:
         ex = self.exam
@@ -240,12 +323,21 @@ class Session(QObject):
 
     def load_study(self, study_uid: str | None = None) -> Task | None:
         self.study_uid = study_uid
-        task = Task(
-            "Loading exam", self.backend.load_exam, self.index, study_uid, self.roles or None
-        )
+        task = Task("Loading exam", self._load_exam, self.index, study_uid, self.roles or None)
         task.signals.finished.connect(self._loaded)
         self.status.emit("Loading images ...")
         return self._start(task, "Could not load the exam")
+
+    def _load_exam(self, index, study_uid, roles, progress=None, cancel=None):  # worker thread
+        exam = be.call_with_supported(
+            self.backend.load_exam, index, study_uid, roles, progress=progress, cancel=cancel
+        )
+        from qperf_viewer.gui.display import prepare_stacks
+
+        prepare_stacks(exam)  # what the cine views compute from the images, off the GUI thread
+        import qperf_viewer.pipeline  # noqa: F401 - imported here, not by set_exam on the GUI thread
+
+        return exam
 
     def set_role(self, series_uid: str, role: str) -> Task | None:
         """User override of a series' role; re-assembles the exam."""
@@ -255,6 +347,10 @@ class Session(QObject):
         return self.load_study(self.study_uid)
 
     def _loaded(self, exam: PerfusionExam) -> None:
+        with self._staged():
+            self._deliver_exam(exam)
+
+    def _deliver_exam(self, exam: PerfusionExam) -> None:
         self.set_exam(exam)
         saved = self.saved_edits()
         if self.analyze_after_load or saved:
@@ -265,7 +361,7 @@ class Session(QObject):
                     f"{len(saved)} saved segmentation edit(s) found in {self.output_dir}: "
                     "analysing to restore them."
                 )
-            self.analyze()
+            self.after_views(self.analyze)
 
     def saved_edits(self) -> list[Path]:
         """Saved segmentation edits (``edits/*.npz``) of the open exam's output folder."""
@@ -323,10 +419,11 @@ class Session(QObject):
         return self.analyze(quantify=False)
 
     def _analyzed(self, result: AnalysisResult) -> None:
-        self.set_result(result)
-        self.restore_edits()
-        if self.auto_save_outputs:
-            self.save_outputs()
+        with self._staged():
+            self.set_result(result)
+            self.restore_edits()
+            if self.auto_save_outputs:
+                self.after_views(self.save_outputs)  # in the background, once shown
 
     def save_outputs(self) -> Task | None:
         """Write results.json, report.pdf, masks, curves.csv and DICOM exports of the current
@@ -385,7 +482,8 @@ class Session(QObject):
                 if cond in result.conditions and (seg is None or seg.source == "manual"):
                     result = self.backend.apply_edit(result, cond, k, seg)
         self.result = result
-        self.result_changed.emit(result)
+        with self._staged():
+            self.result_changed.emit(result)
         self.status.emit("MBF re-fitted.")
 
     def cancel(self) -> None:

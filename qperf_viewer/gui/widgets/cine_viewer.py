@@ -10,7 +10,7 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFrame, QLabel, QSizePolicy, QVBoxLayout
 
-from qperf_viewer.gui.display import bolus_arrival_s, brightness_curve, window_presets
+from qperf_viewer.gui.display import bolus_arrival_s, stack_arrival_s, stack_presets
 from qperf_viewer.gui.widgets.slice_canvas import SliceCanvas
 
 
@@ -74,15 +74,13 @@ class CineViewer(QFrame):
             self._update_header()
             return
         self.times_s = np.asarray(times_s, dtype=float)
-        self.presets = window_presets(stack, gd=(kind == "gd"))
+        self.presets = stack_presets(stack, gd=(kind == "gd"))  # once per stack
         same = self.canvas.stack is not None and self.canvas.stack.shape == stack.shape
         self.canvas.set_stack(stack, self.presets.get(preset, self.presets["Auto"]), keep_view=same)
         if arrival_curve is not None:
             self.arrival_s = bolus_arrival_s(np.asarray(arrival_times), np.asarray(arrival_curve))
         else:
-            dyn = np.array([i for i in range(stack.shape[0]) if i not in set(pd_frames)])
-            dyn = dyn if dyn.size >= 3 else np.arange(stack.shape[0])
-            self.arrival_s = bolus_arrival_s(self.times_s[dyn], brightness_curve(stack[dyn]))
+            self.arrival_s = stack_arrival_s(stack, self.times_s, pd_frames)
         self.set_frame(min(self.frame, self.n_frames - 1))
 
     def apply_preset(self, name: str) -> None:

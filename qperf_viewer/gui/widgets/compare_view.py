@@ -50,8 +50,8 @@ class CompareView(QWidget):
             v.activated.connect(lambda c: self.session.set_selection(condition=c))
             v.cursor_moved.connect(self.cursor_moved)
             v.frame_changed.connect(self._viewer_frame)
-        session.exam_changed.connect(lambda _: self.refresh())
-        session.result_changed.connect(lambda _: self.refresh(keep_frame=True))
+        session.exam_changed.connect(lambda _: session.update_view(self.refresh))
+        session.result_changed.connect(lambda _: session.update_view(self.refresh))
         session.selection_changed.connect(self.refresh)
 
     # --- layout --------------------------------------------------------------------------------
@@ -197,11 +197,12 @@ class CompareView(QWidget):
         )
         sr = s.slice_result(cond, k)
         c = v.canvas
-        c.set_shifts(sr.shifts_px if (sr is not None and kind == "raw") else None)
-        c.set_segmentation(sr.segmentation if sr else None, ss.position, sr.aha if sr else None)
-        c.mbf_max = float(settings.get("view/mbf_max"))
-        c.cmap_name = str(settings.get("view/mbf_colormap"))
-        c.set_mbf(sr.mbf if sr else None, sr.mbf_valid if sr else None)
+        with c.batch():  # overlays drawn once for all of these
+            c.set_shifts(sr.shifts_px if (sr is not None and kind == "raw") else None)
+            c.set_segmentation(sr.segmentation if sr else None, ss.position, sr.aha if sr else None)
+            c.mbf_max = float(settings.get("view/mbf_max"))
+            c.cmap_name = str(settings.get("view/mbf_colormap"))
+            c.set_mbf(sr.mbf if sr else None, sr.mbf_valid if sr else None)
         # frame the heart once per slice (after that the user's zoom is kept)
         key = (cond, k, id(s.exam), sr is not None)
         if getattr(v, "zoom_key", None) != key:

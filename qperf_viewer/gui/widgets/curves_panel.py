@@ -12,6 +12,7 @@ condition's first non-PD frame.
 from __future__ import annotations
 
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -38,6 +39,11 @@ from qperf_viewer.results import Curve
 #: Shortest interval between moves of the current-frame marker during playback (s).
 MARKER_INTERVAL_S = 0.08
 SEGMENT_COLORS = [pg.intColor(i, hues=6, values=1, maxValue=230) for i in range(6)]
+
+
+def _role(name: str) -> str:
+    """What a curve is, for re-using its plot item: its name without the pixel position."""
+    return re.sub(r" \(\d+, \d+\)$", "", name)
 
 
 class CurvesPanel(QWidget):
@@ -82,6 +88,10 @@ class CurvesPanel(QWidget):
             pi.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
             pi.getAxis(name).enableAutoSIPrefix(False)  # "a.u.", not "ka.u."
         self.shown: list[Curve] = []
+        # plot items are kept and re-used (hidden when unused): creating them, and rebuilding
+        # the legend, is most of the cost of a refresh
+        self._items: dict[tuple[str, bool], pg.PlotDataItem] = {}  # (role, right axis)
+        self._legend: list[tuple[tuple[str, bool], str]] = []  # (item key, label) shown
         self.cursor_rc: tuple[float, float] | None = None
         self.checks = {}
         row = QHBoxLayout()
@@ -116,8 +126,8 @@ class CurvesPanel(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(row)
         lay.addWidget(self.plot, 1)
-        session.result_changed.connect(lambda _: self.refresh())
-        session.exam_changed.connect(lambda _: self.refresh())
+        session.result_changed.connect(lambda _: session.update_view(self.refresh))
+        session.exam_changed.connect(lambda _: session.update_view(self.refresh))
         session.selection_changed.connect(self.refresh)
 
     def _sync_right(self) -> None:
@@ -237,7 +247,8 @@ class CurvesPanel(QWidget):
         task.signals.finished.connect(lambda cv, k=key: self._fit_done(k, cv))
         task.signals.failed.connect(lambda *_, k=key: self._fit_done(k, []))
         task.signals.cancelled.connect(lambda k=key: self._fitting.discard(k))
-        self._fit_runner.start(task)
+        # after the other views have shown a new result: the fit competes for the CPU
+        self.session.after_views(lambda: self._fit_runner.start(task))
 
     def _fit_done(self, key, curves: list[Curve]) -> None:
         self._fitting.discard(key)
@@ -260,19 +271,25 @@ class CurvesPanel(QWidget):
     def refresh(self) -> None:
         left, right = self.compute_curves()
         pi = self.plot.getPlotItem()
-        for item in list(pi.listDataItems()):
-            pi.removeItem(item)
-        self.right.clear()
-        self.legend.clear()
-        for cv in left:
-            pen = self._pen(cv.name)
-            item = self.plot.plot(cv.times_s, cv.values, pen=pen, name=cv.name)
-            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        for cv in right:
-            item = pg.PlotDataItem(cv.times_s, cv.values, pen=self._pen(cv.name), name=cv.name)
-            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            self.right.addItem(item)
-            self.legend.addItem(item, f"{cv.name} [{cv.unit}, right]")
+        want = [(cv, False) for cv in left] + [(cv, True) for cv in right]
+        legend = []
+        for cv, on_right in want:
+            key = (_role(cv.name), on_right)
+            item = self._items.get(key)
+            if item is None:
+                item = pg.PlotDataItem(pen=self._pen(cv.name))
+                item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+                (self.right if on_right else pi).addItem(item)
+                self._items[key] = item
+            item.setData(cv.times_s, cv.values)
+            item.setVisible(True)
+            legend.append((key, f"{cv.name} [{cv.unit}, right]" if on_right else cv.name))
+        used = {key for key, _ in legend}
+        for key, item in self._items.items():
+            if key not in used and item.isVisible():
+                item.setVisible(False)
+                item.setData([], [])
+        self._set_legend(legend)
         unit = left[0].unit if left else ""
         self.plot.setLabel("left", "Signal" if unit == "a.u." else "Gd", units=unit or None)
         pi.showAxis("right", bool(right))
@@ -281,6 +298,24 @@ class CurvesPanel(QWidget):
             self.right.enableAutoRange()
         self.shown = left + right
         self._sync_right()
+
+    def _set_legend(self, entries: list[tuple[tuple[str, bool], str]]) -> None:
+        """Legend rows (item key, label) in order; rows already shown are kept when the new
+        list only adds rows at the end, and the legend is sized once."""
+        lg = self.legend
+        if entries == self._legend:
+            return
+        keep = len(self._legend) if entries[: len(self._legend)] == self._legend else 0
+        lg.updateSize = lambda: None  # once at the end, not per row
+        try:
+            if not keep:
+                lg.clear()
+            for key, label in entries[keep:]:
+                lg.addItem(self._items[key], label)
+        finally:
+            del lg.updateSize
+        lg.updateSize()
+        self._legend = list(entries)
 
     @staticmethod
     def _pen(name: str):

@@ -124,9 +124,9 @@ class ReportPane(QWidget):
         grid.setRowStretch(1, 3)
         grid.setRowStretch(2, 2)
         grid.setColumnStretch(0, 1)
-        session.result_changed.connect(lambda _: self.refresh())
-        session.exam_changed.connect(lambda _: self.refresh())
-        session.review_changed.connect(self.refresh)
+        session.result_changed.connect(lambda _: session.update_view(self.refresh))
+        session.exam_changed.connect(lambda _: session.update_view(self.refresh))
+        session.review_changed.connect(lambda: session.update_view(self.refresh))
         self.values: dict[tuple[str, int], float | None] = {}
         self.low_mbf: set[int] = set()
         self.low_mpr: set[int] = set()

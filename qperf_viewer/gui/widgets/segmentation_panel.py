@@ -135,9 +135,9 @@ class SegmentationPanel(QWidget):
         session.busy_changed.connect(self._busy)
         session.progress.connect(self._progress)
         session.status.connect(self.progress_label.setText)
-        session.result_changed.connect(lambda _: self.refresh())
-        session.exam_changed.connect(lambda _: self.refresh())
-        session.review_changed.connect(self.refresh)
+        session.result_changed.connect(lambda _: session.update_view(self.refresh))
+        session.exam_changed.connect(lambda _: session.update_view(self.refresh))
+        session.review_changed.connect(lambda: session.update_view(self.refresh))
         session.selection_changed.connect(self._select_current)
         self.refresh()
 

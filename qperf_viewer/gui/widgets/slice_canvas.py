@@ -11,6 +11,9 @@ here: the session owns the data.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -83,7 +86,10 @@ class SliceCanvas(pg.GraphicsLayoutWidget):
         self.points.setParentItem(self.overlay)
         self.brush_cursor = self._curve((255, 255, 255), 1)
         self.aif_curve = self._curve((0, 255, 255), 2)
-        self.texts: list[pg.TextItem] = []
+        self.texts: list[pg.TextItem] = []  # the segment numbers shown
+        self._text_pool: list[pg.TextItem] = []  # reused: creating TextItems is slow
+        self._hold = 0  # > 0: overlay drawing deferred to the end of batch()
+        self._held_draw = False
         self.orient_texts = [
             pg.TextItem(t, color=(200, 200, 200), anchor=a)
             for t, a in (
@@ -284,8 +290,21 @@ class SliceCanvas(pg.GraphicsLayoutWidget):
         self._draw_overlays()
 
     def set_tool(self, tool: str) -> None:
-        self.tool = tool if tool in TOOLS else "navigate"
-        self._draw_overlays()
+        tool = tool if tool in TOOLS else "navigate"
+        if tool != self.tool:
+            self.tool = tool
+            self._draw_overlays()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Set several things (segmentation, MBF map, ...) and draw the overlays once."""
+        self._hold += 1
+        try:
+            yield
+        finally:
+            self._hold -= 1
+            if not self._hold and self._held_draw:
+                self._draw_overlays()
 
     # --- drawing -------------------------------------------------------------------------------
     def _xy(self, pts_rc) -> tuple[np.ndarray, np.ndarray]:
@@ -293,9 +312,12 @@ class SliceCanvas(pg.GraphicsLayoutWidget):
         return s[:, 0], s[:, 1]
 
     def _draw_overlays(self) -> None:
+        if self._hold:
+            self._held_draw = True
+            return
+        self._held_draw = False
         for t in self.texts:
-            self.vb.removeItem(t)
-            t.setParentItem(None)
+            t.setVisible(False)
         self.texts = []
         self.mbf_item.setVisible(self.overlay_flags["mbf"] and self.mbf is not None)
         has = self.labels is not None and self.ctrl is not None
@@ -397,12 +419,18 @@ class SliceCanvas(pg.GraphicsLayoutWidget):
             pts += [ln.end_point(seg.lv_centre, r_in, sp), ln.end_point(seg.lv_centre, r_out, sp)]
         x, y = self._xy(np.array(pts))
         self.sector_lines.setData(x, y, connect="pairs")
-        for s, rc in labels.items():
+        for i, (s, rc) in enumerate(labels.items()):
             x, y = self._xy([rc])
-            t = pg.TextItem(str(s), color=(255, 255, 255), anchor=(0.5, 0.5))
-            t.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            t.setParentItem(self.overlay)
+            if i == len(self._text_pool):
+                t = pg.TextItem(str(s), color=(255, 255, 255), anchor=(0.5, 0.5))
+                t.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+                t.setParentItem(self.overlay)
+                self._text_pool.append(t)
+            t = self._text_pool[i]
+            if t.toPlainText() != str(s):
+                t.setText(str(s))
             t.setPos(x[0], y[0])
+            t.setVisible(True)
             self.texts.append(t)
 
     # --- mouse ---------------------------------------------------------------------------------

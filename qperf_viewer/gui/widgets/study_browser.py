@@ -46,6 +46,8 @@ class StudyBrowser(QWidget):
         self.setAcceptDrops(False)  # the main window takes drops everywhere
         self.folder_label = QLabel("Drop an exam folder on the window, or use File > Open.")
         self.folder_label.setWordWrap(True)
+        # a long path (no spaces to wrap at) must not widen the dock and re-layout the window
+        self.folder_label.setMinimumWidth(self.folder_label.minimumSizeHint().width())
         open_btn = QPushButton("Open folder…")
         open_btn.clicked.connect(self.open_requested)
         self.tree = QTreeWidget()
@@ -91,6 +93,7 @@ class StudyBrowser(QWidget):
 
     def set_folder(self, path: str) -> None:
         self.folder_label.setText(f"<b>Folder</b> {path}")
+        self.folder_label.setToolTip(path)
 
     def set_busy(self, text: str) -> None:
         self.folder_label.setText(text)
