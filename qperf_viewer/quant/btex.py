@@ -94,8 +94,10 @@ def pixel_lattice(reference_shape: np.ndarray):
 
     The lattice is rotated in log space: ``a = log(tc kappa)`` follows flow (both scale as
     1/Fp for given volumes and PS, the long valley of the BTEX likelihood) and
-    ``b = log(tc / kappa) = log(vp / PS)``; ``ke`` is fixed to the reference value (it mostly
-    shapes the late washout, which single pixels cannot separate from flow and volumes).
+    ``b = log(tc / kappa) = log(vp / PS)``; ``ke`` takes the reference value times
+    ``exp(PIXEL_KE_STEPS)`` (it mostly shapes the late washout, which single pixels separate
+    poorly from flow and volumes, but one value for a slice with a defect read the normal wall
+    25-45% high). Half-widths ``PIXEL_A_HALF`` (steps of 0.1) and ``PIXEL_B_HALF`` (0.2).
     """
     ref = np.asarray(reference_shape, dtype=float)
     a0 = float(np.log(ref[0] * ref[1]))

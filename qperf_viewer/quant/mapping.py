@@ -42,11 +42,13 @@ How the fit works (fast, vectorised over pixels)
        normalised matrix product (float32, pixel chunks) and an argmax, followed by a
        separable parabolic interpolation of the score and of the flow around the best node.
        BTEX uses a lattice rotated along its flow/transit-time valley and centred on the
-       reference fit, with ``ke`` shared (see :func:`btex.pixel_lattice`).
+       reference fit, with ``ke`` on a few steps around the reference (see
+       :func:`btex.pixel_lattice`).
     6. Window: BTEX uses all frames; Fermi the first pass of the tissue (up to the AIF peak
        plus 0.75 x its rise time, shifted by the delay), as usual for Fermi deconvolution.
-    7. Quality: R^2 and RMS residual per fit, a reliability mask and status bits; outputs are
-       always finite (invalid fits give 0 with ``reliable`` False).
+    7. Quality: R^2 (threshold: the model's ``MIN_R2``) and RMS residual per fit, a reliability
+       mask and status bits; outputs are always finite (invalid fits give 0 with ``reliable``
+       False).
 """
 
 from __future__ import annotations
