@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,7 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     monotonic_progress,
     report_progress,
+    run_parallel,
 )
 from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slice_position
 from qperf_viewer.pipeline.segmenter import OnnxSegmenter
@@ -68,24 +70,48 @@ log = logging.getLogger(__name__)
 
 
 def _map_delays(
-    slices: list[SliceResult], aif, key: str, clock: StageClock, hct: float, cancel: Any
+    slices: list[SliceResult],
+    aif,
+    key: str,
+    clock: StageClock,
+    hct: float,
+    cancel: Any,
+    workers: int | None = 1,
 ) -> list[float | None]:
     """Per slice the map's bolus-arrival delay (s): each slice's reference delay, drawn
     towards the condition's median (:func:`~qperf_viewer.pipeline.slices.condition_delays`);
     None where a slice has no map (it then estimates its own)."""
     if aif is None:
         return [None] * len(slices)
-    out: list[float | None] = []
-    for sr in slices:
-        check_cancel(cancel)
-        try:
-            out.append(slice_reference_delay(sr, aif, key, clock, hct))
-        except CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the slice's own fit reports the problem
-            log.warning("slice %d: reference delay failed", sr.slice_index, exc_info=True)
-            out.append(None)
-    return condition_delays(out)
+    return condition_delays(
+        run_parallel(lambda sr: _slice_delay(sr, aif, key, clock, hct, cancel), slices, workers)
+    )
+
+
+def _slice_delay(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, cancel: Any):
+    check_cancel(cancel)
+    try:
+        return slice_reference_delay(sr, aif, key, clock, hct)
+    except CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the slice's own fit reports the problem
+        log.warning("slice %d: reference delay failed", sr.slice_index, exc_info=True)
+        return None
+
+
+def _quantify(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, delay) -> None:
+    """MBF map of one slice; a failure becomes a flag on the slice."""
+    if sr.gd is None and sr.segmentation is not None:
+        sr.flags.append(FLAG_NO_GD)
+    if aif is None or sr.gd is None:
+        return
+    try:
+        quantify_slice(sr, aif, key, clock, hct, delay)
+    except CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+        log.warning("%s slice %d: MBF failed", sr.condition, sr.slice_index, exc_info=True)
+        sr.flags.append(f"MBF failed: {_why(exc)}")
 
 
 # ------------------------------------------------------------------------- analyze_exam
@@ -134,6 +160,7 @@ def analyze_exam(
     edits: str | Path | Mapping[tuple[str, int], Segmentation | None] | None = None,
     quantify: bool = True,
     options: QuantOptions | None = None,
+    workers: int | None = None,
 ) -> AnalysisResult:
     """Analyse an assembled exam: per slice motion correction, segmentation (``segmenter``,
     default the shipped ONNX model), Gd conversion and AHA sectors; per condition the AIF
@@ -145,6 +172,9 @@ def analyze_exam(
     :mod:`qperf_viewer.seg.edits` files, or {(condition, slice_index): Segmentation or None
     (slice rejected)}). quantify: False stops after sectors (the ``segment`` command).
     options: r1, default TS, hematocrit and already-Gd (:class:`QuantOptions`, recorded).
+    workers: slices analysed at once on threads (default
+    :func:`~qperf_viewer.pipeline.common.default_workers`; 1 = one after the other); the
+    results do not depend on it.
     Raises ModelError (model missing), CancelledError; a failing slice is flagged instead.
     """
     key = _model_key(model)
@@ -159,63 +189,87 @@ def analyze_exam(
         with clock("model_load"):
             segmenter = default_segmenter()
     seg_version = str(getattr(segmenter, "version", "") or "injected segmenter")
-    n_total = sum(len(cd.slices) for cd in exam.conditions.values())
-    steps = max(1, 2 * n_total if quantify else n_total)
-    done = 0
-    conditions: dict[str, ConditionResult] = {}
-    for name in CONDITIONS:
-        cd = exam.conditions.get(name)
-        if cd is None:
-            continue
-        positions = [ss.position for ss in cd.slices]
-        slices: list[SliceResult] = []
-        for k, ss in enumerate(cd.slices):
+    names = [n for n in CONDITIONS if n in exam.conditions]
+    tasks = [(n, k, ss) for n in names for k, ss in enumerate(exam.conditions[n].slices)]
+    steps = max(1, 2 * len(tasks) if quantify else len(tasks))
+    done = [0]
+    lock = threading.Lock()
+
+    def step(message: str) -> None:
+        with lock:
+            done[0] += 1
+            report_progress(progress, done[0] / steps, message)
+
+    def prepare(task) -> SliceResult:
+        name, k, ss = task
+        cd = exam.conditions[name]
+        check_cancel(cancel)
+        try:
+            pos = nearest_position([s.position for s in cd.slices], k)
+            sr = prepare_slice(name, ss, pos, exam, segmenter, clock, gd=quantify, options=options)
+        except (CancelledError, ModelError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+            log.warning("%s slice %d failed", name, ss.slice_index, exc_info=True)
+            sr = failed_slice(name, ss, _why(exc))
+        n = len(cd.slices)
+        step(f"{name} slice {k + 1}/{n}: motion correction, segmentation, Gd done")
+        return sr
+
+    # stage 1: every slice of both conditions (motion correction, segmentation, Gd, sectors)
+    report_progress(progress, 0.0, "motion correction, segmentation, Gd conversion")
+    prepared = run_parallel(prepare, tasks, workers)
+    by_cond: dict[str, list[SliceResult]] = {n: [] for n in names}
+    for (name, _, _), sr in zip(tasks, prepared, strict=True):
+        by_cond[name].append(sr)
+    aifs: dict[str, tuple] = {n: (None, AIF_NONE, []) for n in names}
+    if quantify:
+        # stage 2: the AIF of each condition
+        def find_aif(name: str):
             check_cancel(cancel)
-            report_progress(
-                progress,
-                done / steps,
-                f"{name} slice {k + 1}/{len(cd.slices)}: motion correction, segmentation, Gd",
-            )
-            try:
-                pos = nearest_position(positions, k)
-                sr = prepare_slice(
-                    name, ss, pos, exam, segmenter, clock, gd=quantify, options=options
-                )
-            except (CancelledError, ModelError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
-                log.warning("%s slice %d failed", name, ss.slice_index, exc_info=True)
-                sr = failed_slice(name, ss, _why(exc))
-            slices.append(sr)
-            done += 1
-        flags = list(cd.flags)
-        aif, source = None, AIF_NONE
-        if quantify:
-            check_cancel(cancel)
-            report_progress(progress, done / steps, f"{name}: arterial input function")
             with clock("aif"):
-                aif, source, aflags = condition_aif(cd, slices, exam.field_strength_t, options)
-            flags += aflags
-            delays = _map_delays(slices, aif, key, clock, options.hematocrit, cancel)
-            for k, sr in enumerate(slices):
-                check_cancel(cancel)
-                report_progress(
-                    progress, done / steps, f"{name} slice {k + 1}/{len(slices)}: MBF map"
+                return condition_aif(
+                    exam.conditions[name], by_cond[name], exam.field_strength_t, options
                 )
-                done += 1
-                if sr.gd is None and sr.segmentation is not None:
-                    sr.flags.append(FLAG_NO_GD)
-                if aif is None or sr.gd is None:
-                    continue
-                try:
-                    quantify_slice(sr, aif, key, clock, options.hematocrit, delays[k])
-                except CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("%s slice %d: MBF failed", name, sr.slice_index, exc_info=True)
-                    sr.flags.append(f"MBF failed: {_why(exc)}")
-            if aif is None:
-                flags.append("MBF not computed: no usable AIF")
+
+        report_progress(progress, done[0] / steps, "arterial input functions")
+        aifs = dict(zip(names, run_parallel(find_aif, names, workers), strict=True))
+        # stage 3: each condition's map delay from its slices' reference delays
+        report_progress(progress, done[0] / steps, "bolus-arrival delays")
+        hct = options.hematocrit
+        flat = [(n, sr) for n in names for sr in by_cond[n]]
+        raw = run_parallel(
+            lambda item: (
+                _slice_delay(item[1], aifs[item[0]][0], key, clock, hct, cancel)
+                if aifs[item[0]][0] is not None
+                else None
+            ),
+            flat,
+            workers,
+        )
+        delay_of: dict[int, float | None] = {}
+        for n in names:
+            own = [d for (c, _), d in zip(flat, raw, strict=True) if c == n]
+            for sr, d in zip(by_cond[n], condition_delays(own), strict=True):
+                delay_of[id(sr)] = d
+
+        # stage 4: pixelwise MBF maps
+        def quantify_one(item) -> None:
+            name, sr = item
+            check_cancel(cancel)
+            _quantify(sr, aifs[name][0], key, clock, hct, delay_of[id(sr)])
+            n = len(by_cond[name])
+            step(f"{name} slice {by_cond[name].index(sr) + 1}/{n}: MBF map done")
+
+        run_parallel(quantify_one, flat, workers)
+    conditions: dict[str, ConditionResult] = {}
+    for name in names:
+        cd = exam.conditions[name]
+        slices = by_cond[name]
+        aif, source, aflags = aifs[name]
+        flags = list(cd.flags) + list(aflags)
+        if quantify and aif is None:
+            flags.append("MBF not computed: no usable AIF")
         with clock("aggregate"):
             for sr in slices:
                 sr.curves = slice_curves(sr)

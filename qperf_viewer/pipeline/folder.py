@@ -116,6 +116,7 @@ def analyze_folder(
     positions: dict[str, dict[int, str | None]] | None = None,
     thresholds=None,
     options=None,
+    workers: int | None = None,
 ) -> FolderRun:
     """Index ``path``, pick the study (``study_uid`` or the only perfusion study), analyse it
     (saved edits in ``<out>/edits/`` applied: segmentations, slice positions, AIF regions)
@@ -128,7 +129,8 @@ def analyze_folder(
     ``<out>/edits/positions.json``; saved overrides apply on every later run. thresholds: the
     report's :class:`~qperf_viewer.report.thresholds.ThresholdSet` (default: literature set).
     options: :class:`~qperf_viewer.results.QuantOptions` (r1, default TS, hematocrit,
-    already-Gd), recorded in results.json.
+    already-Gd), recorded in results.json. workers: slices analysed at once (threads; default
+    ``$QPERF_WORKERS`` or min(2, CPUs)).
     Raises InputError / NoPerfusionExamError for unusable input, ModelError, CancelledError.
     """
     from qperf_viewer.dicom import load_exam, scan_folder
@@ -179,6 +181,7 @@ def analyze_folder(
         edits=edits if edits.is_dir() else None,
         quantify=quantify,
         options=options,
+        workers=workers,
     )
     result.flags += pos_notes
     if quantify and edits.is_dir():

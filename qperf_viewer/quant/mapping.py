@@ -53,6 +53,7 @@ How the fit works (fast, vectorised over pixels)
 
 from __future__ import annotations
 
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -375,6 +376,7 @@ class _Problem:
 
 
 _BANK: dict[tuple, np.ndarray] = {}
+_BANK_LOCK = threading.Lock()  # slices may be mapped on several threads
 
 
 def _residue_bank(mod: types.ModuleType, dt: float, n: int, shape: np.ndarray) -> np.ndarray:
@@ -388,13 +390,15 @@ def _residue_bank(mod: types.ModuleType, dt: float, n: int, shape: np.ndarray) -
         shape.shape,
         hash(shape.tobytes()),
     )
-    bank = _BANK.get(key)
+    with _BANK_LOCK:
+        bank = _BANK.get(key)
     if bank is None or bank.shape[1] < n:
         n_alloc = int(np.ceil(n / 256.0) * 256)
         bank = mod.residue_cells(dt, n_alloc, shape)
-        if len(_BANK) >= 8:
-            _BANK.pop(next(iter(_BANK)))
-        _BANK[key] = bank
+        with _BANK_LOCK:
+            if key not in _BANK and len(_BANK) >= 8:
+                _BANK.pop(next(iter(_BANK)))
+            _BANK[key] = bank
     return bank[:, :n]
 
 
@@ -617,6 +621,12 @@ def _grid_starts(
     return out
 
 
+#: Levenberg-Marquardt stop: a row stops after ``LM_STALL`` iterations in a row that each
+#: lower its sum of squares by less than ``LM_GAIN_TOL`` (relative).
+LM_GAIN_TOL = 1e-5
+LM_STALL = 3
+
+
 def _local_fit(
     problem: _Problem,
     curves: np.ndarray,
@@ -697,8 +707,8 @@ def _local_fit(
         sse[ok] = sse_try[better]
         amp[ok] = amp_try[better]
         lam[a] = np.where(better, np.maximum(lam[a] * 0.3, 1e-7), np.minimum(lam[a] * 10.0, 1e7))
-        stall[a] = np.where(gain > 1e-5, 0, stall[a] + 1)
-        active[a] = (stall[a] < 3) & (lam[a] < 1e7)
+        stall[a] = np.where(gain > LM_GAIN_TOL, 0, stall[a] + 1)
+        active[a] = (stall[a] < LM_STALL) & (lam[a] < 1e7)
     p = to_p(x)
     tol = 1e-3 * (thi - tlo)
     at_bound = (x[:, 0] >= thi[:, 0] - tol[:, 0]) & free[0]
