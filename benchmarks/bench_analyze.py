@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 TARGET_S, TARGET_MB = 5.0, 1536.0
 STAGES = (
-    "index", "load", "model_load", "moco", "segmentation", "gd", "sectors", "aif", "mbf",
+    "index", "load", "model_load", "moco", "segmentation", "gd", "sectors", "qc", "aif", "mbf",
     "aggregate", "write_masks", "write_curves", "report_pdf", "dicom_export",
 )  # fmt: skip
 

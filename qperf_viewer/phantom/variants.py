@@ -30,6 +30,10 @@ class VariantOptions:
     aif_series: low-resolution dual-sequence AIF series per condition.
     square: square matrix (else usually non-square).
     dark_rim: low phase-encode resolution without apodisation (Gibbs dark rims).
+    rim_artefact: a transient dark subendocardial rim along the phase-encode direction while
+        the blood pool is brighter than the myocardium (the dark-rim artefact of first-pass
+        perfusion: ringing at the blood-myocardium edge, worsened by motion), strongest at
+        the blood-pool peak, fading with the blood-myocardium contrast; true MBF unchanged.
     defects: 'random' | 'none' | 'transmural' | 'subendocardial' stress perfusion defects.
     field_strength_t: None (drawn) or 1.5 / 3.0.
     """
@@ -50,6 +54,7 @@ class VariantOptions:
     aif_series: bool = True
     square: bool = False
     dark_rim: bool = False
+    rim_artefact: bool = False
     defects: str = "random"
     field_strength_t: float | None = None
 
@@ -78,6 +83,7 @@ VARIANTS: dict[str, dict] = {
     "no_aif": {"aif_series": False},
     "square": {"square": True},
     "dark_rim": {"dark_rim": True},
+    "rim_artefact": {"dark_rim": True, "rim_artefact": True},
     "normal": {"defects": "none"},
     "subendocardial": {"defects": "subendocardial"},
     "transmural": {"defects": "transmural"},

@@ -174,6 +174,8 @@ def prepare_slice(
     with clock("sectors"):
         aha, sflags = sector_map(seg, ss.geometry, position_for_aha)
     flags += sflags
+    with clock("qc"):
+        flags += _dark_rim_flags(cond, ss, corrected, seg, aha)
     sr = SliceResult(
         condition=cond,
         slice_index=ss.slice_index,
@@ -191,6 +193,18 @@ def prepare_slice(
     if g is not None:
         sr.maps["gd_valid"] = np.asarray(g.valid, dtype=bool)
     return sr
+
+
+def _dark_rim_flags(cond, ss: SliceSeries, corrected: np.ndarray, seg, aha) -> list[str]:
+    """Dark-rim suspicion of a slice (:mod:`qperf_viewer.quant.darkrim`) as report flags."""
+    from qperf_viewer.quant.darkrim import check_dark_rim, dark_rim_flag
+
+    dyn = ss.dynamic_frames
+    if seg is None or aha is None or np.size(dyn) == 0:
+        return []
+    check = check_dark_rim(corrected[dyn], seg.labels, aha, spacing_mm=ss.geometry.pixel_spacing_mm)
+    f = dark_rim_flag(check, cond)
+    return [f] if f else []
 
 
 def failed_slice(cond: str, ss: SliceSeries, why: str) -> SliceResult:
