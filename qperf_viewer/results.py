@@ -131,6 +131,8 @@ class SliceResult:
     mbf / mbf_valid: (Y, X) float32 mL/min/g (0 where invalid) and bool reliability, covering the
         myocardium dilated by 5 mm.
     aha: (Y, X) uint8 segment numbers on myocardial pixels.
+    map_delay_s: bolus-arrival delay (s) of the tissue after the AIF used for the MBF map
+        (None without a map).
     """
 
     condition: str
@@ -149,6 +151,7 @@ class SliceResult:
     curves: list[Curve] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     automatic: Segmentation | None = None
+    map_delay_s: float | None = None
 
 
 @dataclass

@@ -114,6 +114,21 @@ def test_outputs_written_and_valid(run):
         assert len(c["segment_mbf_ml_min_g"]) == 16
         assert c["segment_mbf_ml_min_g"][12:] == [None] * 4  # two slices: no apex
         assert set(c["semiquant"]) >= {"upslope_index", "time_to_peak_s", "peak_gd_mmol_l"}
+        # one map delay per condition (the median of the slices' reference delays), recorded
+        delays = {sl["map_delay_s"] for sl in c["slices"]}
+        truth_delay = run.truth["conditions"][cond]["params"]["tissue_delay_s"]
+        assert len(delays) == 1 and abs(delays.pop() - truth_delay) < 0.5
+        assert [sl["map_delay_s"] for sl in c["slices"]] == [
+            sr.map_delay_s for sr in run.result.conditions[cond].slices
+        ]
+    # files written before map_delay_s existed still validate
+    from qperf_viewer.report.results_json import validate_results
+
+    old = json.loads((out / "results.json").read_text())
+    for c in old["conditions"].values():
+        for sl in c["slices"]:
+            del sl["map_delay_s"]
+    assert validate_results(old) == []
     assert set(doc["timings_s"]) >= {"index", "load", "moco", "segmentation", "gd", "mbf"}
     assert run.run.status == 0 and run.run.notes == []
     fr = [f for f, _ in run.progress]

@@ -382,6 +382,7 @@ def apply_manual_aif(
             sr,
             mbf=None,
             mbf_valid=None,
+            map_delay_s=None,
             maps={n: v for n, v in sr.maps.items() if n == "gd_valid"},
             flags=[f for f in sr.flags if not f.startswith(("MBF", FLAG_NO_GD))],
         )

@@ -401,6 +401,8 @@ def quantify_slice(
     mbf = np.zeros(shape, np.float32)
     mbf[region] = np.where(valid, np.nan_to_num(m.mbf_ml_min_g), 0.0)
     sr.mbf = mbf
+    d_map = float(getattr(m, "reference_delay_s", float("nan")))
+    sr.map_delay_s = d_map if np.isfinite(d_map) else None
     sr.mbf_valid = np.zeros(shape, bool)
     sr.mbf_valid[region] = valid
     sr.maps["map_region"] = region

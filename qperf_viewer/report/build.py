@@ -50,6 +50,7 @@ def _slice_report(sr: SliceResult) -> SliceReport:
         curves=list(sr.curves),
         flags=list(sr.flags) + ([] if seg is None else list(seg.flags)),
         edited=seg is not None and seg.source == "manual",
+        map_delay_s=sr.map_delay_s,
     )
 
 

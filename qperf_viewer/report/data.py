@@ -79,6 +79,7 @@ class SliceReport:
     curves: list[Curve] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     edited: bool = False
+    map_delay_s: float | None = None
 
 
 @dataclass

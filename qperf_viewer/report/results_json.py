@@ -86,7 +86,23 @@ SLICE = _obj(
         "confidence": NUM_N,
         "edited": BOOL,
         "flags": STRS,
-    }
+        "map_delay_s": NUM_N,
+    },
+    # map_delay_s is optional: files written before 2026-12-02 lack it
+    required=[
+        "slice_index",
+        "position",
+        "location_mm",
+        "series_instance_uid",
+        "sop_instance_uids",
+        "reference_frame",
+        "lv_centre",
+        "rv_insertion_anterior",
+        "rv_insertion_inferior",
+        "confidence",
+        "edited",
+        "flags",
+    ],  # fmt: skip
 )
 CONDITION = _obj(
     {
@@ -292,6 +308,7 @@ def _slice(sl: SliceReport) -> dict:
         "confidence": _f(sl.confidence),
         "edited": bool(sl.edited),
         "flags": list(sl.flags),
+        "map_delay_s": _f(sl.map_delay_s),
     }
 
 
