@@ -1,5 +1,5 @@
 """Dark-rim artefact suspicion (qperf_viewer.quant.darkrim): a synthetic ring with known
-artefact and defect segments, and the phantom's ``rim_artefact`` variant against its
+artefact and defect segments, and the phantom's ``dark_rim_artefact`` variant against its
 phase-encode geometry."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def rim_exam(tmp_path_factory):
     from qperf_viewer.phantom.cli import write_phantom
 
     out = tmp_path_factory.mktemp("rim")
-    write_phantom(out, 111, "rim_artefact")
+    write_phantom(out, 111, "dark_rim_artefact")
     return out
 
 
@@ -95,7 +95,7 @@ def test_phantom_rim_artefact_is_found_along_phase_encoding(rim_exam):
         rim_exam / "dicom", segmenter=ts, quantify=False, pdf=False, dicom=False,
         out_dir=rim_exam / "out",
     )  # fmt: skip
-    win = _plan(111, "rim_artefact").window_frac
+    win = _plan(111, "dark_rim_artefact").window_frac
     flagged = 0
     for cond, cr in run.result.conditions.items():
         for sr in cr.slices:
@@ -131,3 +131,16 @@ def test_no_dark_rim_flag_without_the_artefact(rim_exam):
         for cr in run.result.conditions.values():
             for sr in cr.slices:
                 assert not any("dark-rim" in f for f in sr.flags), (variant, sr.flags)
+
+
+def test_artefact_variant_is_held_out_of_model_training():
+    """The variant belongs to the dark-rim family: never in the segmentation model's training
+    or validation exams (adding it must not change the shipped model's recipe)."""
+    from qperf_viewer.phantom import list_variants
+    from qperf_viewer.seg.train.run import is_held_out, make_split
+
+    assert "dark_rim_artefact" in list_variants() and is_held_out("dark_rim_artefact")
+    split = make_split("phantom", 20260115, 60, 20, 1)
+    seen = {v for _, v in split["train"] + split["val"]}
+    assert "dark_rim_artefact" not in seen and "dark_rim" not in seen
+    assert "standard" in seen

@@ -311,22 +311,21 @@ def _phase(trig_ms: float, rr_ms: float) -> float:
     return float(1.0 - 0.2 * np.exp(-(((trig_ms - peak) / (0.22 * rr_ms)) ** 2)))
 
 
-#: Dark-rim artefact of the ``rim_artefact`` variant: signal drop of the inner myocardium as a
+#: Dark-rim artefact of the ``dark_rim_artefact`` variant: signal drop of the inner myocardium as a
 #: fraction of the blood-myocardium signal difference, and the inner depth fraction it covers
 #: (fading linearly to zero there).
 RIM_AMPLITUDE = 0.6
 RIM_DEPTH = 0.45
 
 
-def _rim_drop(plan, rend, s_blood: np.ndarray, s_myo: np.ndarray, n_pd: int) -> np.ndarray:
-    """Signal drop (T, N) of the N myocardial pixels of ``s_myo`` (T, N): RIM_AMPLITUDE x the
-    blood-myocardium difference where the blood is brighter, in the inner RIM_DEPTH of the
-    wall, weighted by cos^2 of the angle between the pixel's radial direction and the
-    phase-encode axis (the axis with the smaller acquired k-space fraction); 0 in PD frames."""
-    sel = (
-        rend.moving_frac[an.C["lv_myo"] - an.N_STATIC]
-        + rend.moving_frac[an.C["papillary"] - an.N_STATIC]
-    ) > 0
+def _rim_drop(
+    plan, rend, sel: np.ndarray, s_blood: np.ndarray, s_myo: np.ndarray, n_pd: int
+) -> np.ndarray:
+    """Signal drop (T, N) of the N myocardial pixels ``sel`` ((Y, X) bool) with signals
+    ``s_myo`` (T, N): RIM_AMPLITUDE x the blood-myocardium difference where the blood is
+    brighter, in the inner RIM_DEPTH of the wall, weighted by cos^2 of the angle between the
+    pixel's radial direction and the phase-encode axis (the axis with the smaller acquired
+    k-space fraction); 0 in PD frames."""
     rr, cc = np.nonzero(sel)
     dr, dc = rr - rend.lv_centre[0], cc - rend.lv_centre[1]
     pe = dr if plan.window_frac[0] <= plan.window_frac[1] else dc
@@ -403,9 +402,8 @@ def _render_condition_slice(
     s_myo = sig(pd[an.C["lv_myo"]], t1[an.C["lv_myo"]], gd_myo_pix.T).astype(np.float32)
     moving[:, sel] += s_myo * myo_frac[sel][None, :]
     if plan.opts.rim_artefact:
-        moving[:, sel] -= (
-            _rim_drop(plan, rend, s_cls[:, an.C["lv_blood"]], s_myo, n_pd) * myo_frac[sel][None, :]
-        )
+        drop = _rim_drop(plan, rend, sel, s_cls[:, an.C["lv_blood"]], s_myo, n_pd)
+        moving[:, sel] -= drop * myo_frac[sel][None, :]
     gd_moving[:, sel] += gd_myo_pix.T * myo_frac[sel][None, :]
     tex_m = _texture(rng_tex, (ny, nx), 0.04, 1.0 if low_res else 1.6)
     # Organ texture: fine mottling of the liver, large blobs (bowel, stomach, spleen) below.

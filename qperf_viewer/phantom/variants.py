@@ -83,7 +83,7 @@ VARIANTS: dict[str, dict] = {
     "no_aif": {"aif_series": False},
     "square": {"square": True},
     "dark_rim": {"dark_rim": True},
-    "rim_artefact": {"dark_rim": True, "rim_artefact": True},
+    "dark_rim_artefact": {"dark_rim": True, "rim_artefact": True},
     "normal": {"defects": "none"},
     "subendocardial": {"defects": "subendocardial"},
     "transmural": {"defects": "transmural"},

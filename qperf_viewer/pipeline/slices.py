@@ -6,6 +6,7 @@ the slice curves.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 from scipy import ndimage
@@ -26,6 +27,8 @@ from qperf_viewer.results import (
     Segmentation,
     SliceResult,
 )
+
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------ slice geometry
@@ -202,7 +205,13 @@ def _dark_rim_flags(cond, ss: SliceSeries, corrected: np.ndarray, seg, aha) -> l
     dyn = ss.dynamic_frames
     if seg is None or aha is None or np.size(dyn) == 0:
         return []
-    check = check_dark_rim(corrected[dyn], seg.labels, aha, spacing_mm=ss.geometry.pixel_spacing_mm)
+    try:  # a quality check never sinks the slice
+        check = check_dark_rim(
+            corrected[dyn], seg.labels, aha, spacing_mm=ss.geometry.pixel_spacing_mm
+        )
+    except Exception:  # noqa: BLE001
+        log.warning("%s slice %d: dark-rim check failed", cond, ss.slice_index, exc_info=True)
+        return []
     f = dark_rim_flag(check, cond)
     return [f] if f else []
 

@@ -72,38 +72,23 @@ SEGMENT = _obj(
         "n_reliable": {"type": "integer", "minimum": 0},
     }
 )
-SLICE = _obj(
-    {
-        "slice_index": {"type": "integer", "minimum": 0},
-        "position": {"enum": ["basal", "mid", "apical", None]},
-        "location_mm": NUM_N,
-        "series_instance_uid": STR,
-        "sop_instance_uids": STRS,
-        "reference_frame": INT_N,
-        "lv_centre": POINT,
-        "rv_insertion_anterior": POINT,
-        "rv_insertion_inferior": POINT,
-        "confidence": NUM_N,
-        "edited": BOOL,
-        "flags": STRS,
-        "map_delay_s": NUM_N,
-    },
-    # map_delay_s is optional: files written before 2026-12-02 lack it
-    required=[
-        "slice_index",
-        "position",
-        "location_mm",
-        "series_instance_uid",
-        "sop_instance_uids",
-        "reference_frame",
-        "lv_centre",
-        "rv_insertion_anterior",
-        "rv_insertion_inferior",
-        "confidence",
-        "edited",
-        "flags",
-    ],  # fmt: skip
-)
+_SLICE_PROPS = {
+    "slice_index": {"type": "integer", "minimum": 0},
+    "position": {"enum": ["basal", "mid", "apical", None]},
+    "location_mm": NUM_N,
+    "series_instance_uid": STR,
+    "sop_instance_uids": STRS,
+    "reference_frame": INT_N,
+    "lv_centre": POINT,
+    "rv_insertion_anterior": POINT,
+    "rv_insertion_inferior": POINT,
+    "confidence": NUM_N,
+    "edited": BOOL,
+    "flags": STRS,
+    "map_delay_s": NUM_N,
+}
+# map_delay_s is optional: files written before 2026-12-02 lack it
+SLICE = _obj(_SLICE_PROPS, required=[k for k in _SLICE_PROPS if k != "map_delay_s"])
 CONDITION = _obj(
     {
         "series_instance_uids": STRS,
