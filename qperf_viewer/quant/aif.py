@@ -33,6 +33,9 @@ PERFUSION_AIF_FLAG = "AIF from perfusion series: saturation may bias MBF"
 UNCERTAIN_FLAG = "AIF: LV blood pool detection uncertain, please review the AIF region"
 
 LABEL_LV, LABEL_RV = 1, 3
+#: Narrower early (RV) classes (frames after the first arrival) tried in turn when the
+#: default class leaves no confident LV next to the RV (see :func:`detect_lv_region`).
+RV_SPREAD_FALLBACKS = (1.5, 1.0, 0.75)
 
 
 @dataclass
@@ -164,10 +167,22 @@ def detect_lv_region(
     order = np.argsort(vals)
     cw = np.cumsum(wts[order]) / max(float(wts.sum()), 1e-300)
     t_first = float(vals[order][min(int(np.searchsorted(cw, 0.05)), vals.size - 1)])
-    thr = t_first + rv_spread_frames
-    early = cand_img & (hf <= thr)
-    late_mask = cand_img & (hf > thr)
-    rv, lv, more_flags = _pick_components(early, late_mask, peak.reshape(ny, nx))
+    # A short pulmonary transit (rest, slow heart rate: one frame per beat) can bring the LV
+    # within two frames of the RV; then every pool is "early" and no LV is found next to the
+    # RV. Narrower early classes are tried until the LV is found with confidence.
+    spreads = [rv_spread_frames] + [s for s in RV_SPREAD_FALLBACKS if s < rv_spread_frames]
+    first_try = None
+    for spread in spreads:
+        thr = t_first + spread
+        early = cand_img & (hf <= thr)
+        late_mask = cand_img & (hf > thr)
+        rv, lv, more_flags = _pick_components(early, late_mask, peak.reshape(ny, nx))
+        if first_try is None:
+            first_try = (rv, lv, more_flags)
+        if lv.any() and not more_flags:
+            break
+    else:
+        rv, lv, more_flags = first_try
     flags += more_flags
     if not lv.any():
         return LvDetection(empty, empty, rv, cand_img, hf, flags or [UNCERTAIN_FLAG])
