@@ -82,11 +82,21 @@ def shape_grid() -> tuple[np.ndarray, ...]:
     return tc, kappa, ke
 
 
-#: Pixel lattice: log-steps of ke = PS/ve around the reference value.
-PIXEL_KE_STEPS = (-0.7, 0.0, 0.7)
-#: Pixel lattice half-widths in steps of a (0.1) and b (0.2).
-PIXEL_A_HALF = 20
-PIXEL_B_HALF = 6
+#: Pixel lattice: log-steps of ke = PS/ve around the reference value. Steps of 0.2: ke
+#: varies by 20-30% over a slice (PS follows flow) and the least squares are narrow in it;
+#: with steps of 0.7 a noise-free pixel 15% off the reference ke fitted better at the far,
+#: fast-transit end of the lattice (flow +35%) than at its own node.
+PIXEL_KE_STEPS = (-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6)
+#: Pixel lattice half-widths in steps of a (0.1) and b (0.2): 31 x 9 x 7 nodes. With the prior
+#: (below) b +-0.8 gave the same segment values as +-1.2 in 31% less lattice time; a +-1.2
+#: gave larger worst-segment errors than +-1.5 (``benchmarks/bench_accuracy.py``, 3 seeds).
+PIXEL_A_HALF = 15
+PIXEL_B_HALF = 4
+#: Gaussian prior of the pixel fits around the reference shape: SDs of the lattice
+#: coordinates ``a = log(tc kappa)``, ``b = log(tc / kappa)`` and ``log ke`` (see
+#: :func:`qperf_viewer.quant.mapping.mbf_map`, step 5). Loose along ``a`` (flow): an SD of
+#: 0.5 there pulled a defect's pixels 6-10% towards the slice's reference flow.
+PIXEL_PRIOR_SD = (1.0, 0.4, 0.5)
 
 
 def pixel_lattice(reference_shape: np.ndarray):
@@ -99,6 +109,8 @@ def pixel_lattice(reference_shape: np.ndarray):
     ``exp(PIXEL_KE_STEPS)`` (it mostly shapes the late washout, which single pixels separate
     poorly from flow and volumes, but one value for a slice with a defect read the normal wall
     25-45% high). Half-widths ``PIXEL_A_HALF`` (steps of 0.1) and ``PIXEL_B_HALF`` (0.2).
+    The reference shape is the middle node of every axis (the centre of the prior
+    ``PIXEL_PRIOR_SD``).
     """
     ref = np.asarray(reference_shape, dtype=float)
     a0 = float(np.log(ref[0] * ref[1]))
