@@ -234,13 +234,38 @@ def failed_slice(cond: str, ss: SliceSeries, why: str) -> SliceResult:
 
 
 # ---------------------------------------------------------------------------- stage 3: MBF
-def _typical_curve(gd: np.ndarray, myo: np.ndarray, aif: Curve) -> np.ndarray:
+#: Share (%) of the core's tissue-like pixels that enhance earliest (largest fraction of their
+#: own peak reached at the AIF peak: blood spill from a one-pixel shift of the endocardial
+#: border) left out of the curve that centres the BTEX pixel lattice. Over 3 seeds x 13
+#: phantom variants this lowered the sum of condition mean absolute errors by 6% and of
+#: worst-segment errors by 11%; used for the bolus-arrival delay as well it made both worse.
+REFERENCE_TRIM_PERCENT = 25.0
+
+
+def _typical_curve(
+    gd: np.ndarray,
+    myo: np.ndarray,
+    aif: Curve,
+    times: np.ndarray | None = None,
+    trim_percent: float = 0.0,
+) -> np.ndarray:
     """Mean (T,) Gd curve of the myocardial pixels that look like tissue: peak above 1% and
-    below 50% of the AIF peak (blood partial volume out); all myocardium when too few."""
+    below 50% of the AIF peak (blood partial volume out); all myocardium when too few.
+
+    trim_percent (with the frame ``times``, s): also leave out that share of the pixels that
+    enhance earliest (largest fraction of their own peak, 3-frame smoothed, over the two
+    frames from the AIF peak), when 20 or more remain to choose from."""
     curves = gd[:, myo]
     pk = curves.max(axis=0)
     peak_blood = float(np.max(aif.values))
     sel = (pk > 0.01 * peak_blood) & (pk < 0.5 * peak_blood)
+    if times is not None and trim_percent > 0 and sel.sum() >= 20:
+        c = curves[:, sel]
+        sm = ndimage.uniform_filter1d(c, 3, axis=0)
+        k = int(np.searchsorted(times, aif.times_s[int(np.argmax(aif.values))]))
+        k = min(k, c.shape[0] - 2)
+        early = sm[k : k + 2].mean(axis=0) / np.maximum(sm.max(axis=0), 1e-12)
+        return c[:, early <= np.percentile(early, 100.0 - trim_percent)].mean(axis=1)
     return (curves[:, sel] if sel.sum() >= 5 else curves).mean(axis=1)
 
 
@@ -397,9 +422,11 @@ def quantify_slice(
         return
     myo, region, core, times, gd = inputs
     with clock("mbf"):
-        typical = _typical_curve(gd, core, aif)
         if delay is None:
+            typical = _typical_curve(gd, core, aif)
             delay = reference_delay(aif, typical, times, model, hematocrit=hematocrit)
+        # the lattice centre: without the earliest-enhancing core pixels (blood spill)
+        typical = _typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT)
         m = mbf_map(
             aif.values, gd[:, region].T, times, model=model, aif_times_s=aif.times_s,
             delay_s=delay, reference_curve=typical, hematocrit=hematocrit,
