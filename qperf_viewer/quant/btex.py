@@ -85,9 +85,10 @@ def shape_grid() -> tuple[np.ndarray, ...]:
 #: Pixel lattice: log-steps of ke = PS/ve around the reference value. Steps of 0.2: ke
 #: varies by 20-30% over a slice (PS follows flow) and the least squares are narrow in it;
 #: with steps of 0.7 a noise-free pixel 15% off the reference ke fitted better at the far,
-#: fast-transit end of the lattice (flow +35%) than at its own node.
-PIXEL_KE_STEPS = (-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6)
-#: Pixel lattice half-widths in steps of a (0.1) and b (0.2): 31 x 9 x 7 nodes. With the prior
+#: fast-transit end of the lattice (flow +35%) than at its own node. With the prior below,
+#: +-0.4 gave the same segment values as +-0.6 (3 seeds x 13 variants) in less time.
+PIXEL_KE_STEPS = (-0.4, -0.2, 0.0, 0.2, 0.4)
+#: Pixel lattice half-widths in steps of a (0.1) and b (0.2): 31 x 9 x 5 nodes. With the prior
 #: (below) b +-0.8 gave the same segment values as +-1.2 in 31% less lattice time; a +-1.2
 #: gave larger worst-segment errors than +-1.5 (``benchmarks/bench_accuracy.py``, 3 seeds).
 PIXEL_A_HALF = 15
