@@ -259,13 +259,16 @@ def _typical_curve(
     pk = curves.max(axis=0)
     peak_blood = float(np.max(aif.values))
     sel = (pk > 0.01 * peak_blood) & (pk < 0.5 * peak_blood)
-    if times is not None and trim_percent > 0 and sel.sum() >= 20:
+    n_t = curves.shape[0]
+    if times is not None and trim_percent > 0 and sel.sum() >= 20 and n_t >= 3:
         c = curves[:, sel]
         sm = ndimage.uniform_filter1d(c, 3, axis=0)
         k = int(np.searchsorted(times, aif.times_s[int(np.argmax(aif.values))]))
         k = min(k, c.shape[0] - 2)
         early = sm[k : k + 2].mean(axis=0) / np.maximum(sm.max(axis=0), 1e-12)
-        return c[:, early <= np.percentile(early, 100.0 - trim_percent)].mean(axis=1)
+        keep = early <= np.percentile(early, 100.0 - trim_percent)
+        if np.isfinite(early).all() and keep.sum() >= 5:
+            return c[:, keep].mean(axis=1)
     return (curves[:, sel] if sel.sum() >= 5 else curves).mean(axis=1)
 
 

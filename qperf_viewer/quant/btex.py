@@ -89,8 +89,8 @@ def shape_grid() -> tuple[np.ndarray, ...]:
 #: +-0.4 gave the same segment values as +-0.6 (3 seeds x 13 variants) in less time.
 PIXEL_KE_STEPS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 #: Pixel lattice half-widths in steps of a (0.1) and b (0.2): 31 x 9 x 5 nodes. With the prior
-#: (below) b +-0.8 gave the same segment values as +-1.2 in 31% less lattice time; a +-1.2
-#: gave larger worst-segment errors than +-1.5 (``benchmarks/bench_accuracy.py``, 3 seeds).
+#: (below) b +-0.8 gave the same segment values as +-1.2 with 31% fewer nodes; a +-1.2
+#: gave slightly larger worst-segment errors than +-1.5 (``benchmarks/bench_accuracy.py``, 3 seeds).
 PIXEL_A_HALF = 15
 PIXEL_B_HALF = 4
 #: Gaussian prior of the pixel fits around the reference shape: SDs of the lattice
@@ -226,7 +226,8 @@ def _exchange_tails(
 
 #: Exchange tails of the last few calls, per thread: a Levenberg-Marquardt iteration asks for
 #: the tails of the rows' current (kappa, ke) pairs again when it perturbs tc or the delay
-#: (8 calls: 29% fewer tail evaluations over the fits of a stress+rest exam; 3 calls: 13%).
+#: (8 calls: 27% fewer tail evaluations over the fits and maps of a stress+rest exam; 3 calls:
+#: 13%).
 TAIL_CACHE_CALLS = 8
 _TAILS = threading.local()
 

@@ -48,7 +48,7 @@ How the fit works (fast, vectorised over pixels)
        prior around the reference (``btex.PIXEL_PRIOR_SD``) weighted by the pixel's own
        noise variance per frame ``s2`` (residual of its best unpenalised node / (T - 4)).
        Without it the best of thousands of noisy correlations drifts to far nodes (the
-       interquartile range of pixel MBF / truth is 1.8-2x wider on noisy synthetic maps);
+       interquartile range of pixel MBF / truth is 1.6-1.7x wider on noisy synthetic maps);
        the prior is loose along the flow axis ``a`` so that defects keep their contrast,
        and pixels that the data determine (small ``s2``) keep their own shape.
     6. Window: BTEX uses all frames; Fermi the first pass of the tissue (up to the AIF peak
