@@ -556,6 +556,7 @@ def _grid_search(
     n = curves.shape[0]
     nd = len(dims)
     pen = None if prior_sd is None else _prior_penalty(axes, prior_sd, delays.size)
+    pen32 = None if pen is None else pen.astype(np.float32)
     dof = max(curves.shape[1] - 4, 1)
     strides = np.array([int(np.prod(dims[i + 1 :])) for i in range(nd)], dtype=np.int64)
     amp = np.zeros(n)
@@ -570,8 +571,10 @@ def _grid_search(
         if pen is not None:
             top = np.maximum(corr[rows, best].astype(float), 0.0)
             s2 = np.maximum(np.einsum("nt,nt->n", c, c) - top**2, 0.0) / dof
-            obj = np.square(np.maximum(corr, 0.0))
-            obj -= (s2[:, None] * pen[None, :]).astype(np.float32)
+            # in float32 and in place (the (chunk, K) products dominate the search's own time)
+            obj = np.maximum(corr, np.float32(0.0))
+            np.square(obj, out=obj)
+            obj -= s2.astype(np.float32)[:, None] * pen32[None, :]
             best = np.argmax(obj, axis=1)
         f0 = corr[rows, best].astype(float)
         a0 = f0 / safe[best]
