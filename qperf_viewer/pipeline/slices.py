@@ -320,8 +320,9 @@ def reference_delay(
     capillary transit (smaller blood volume) and a higher flow: noise-free phantom curves pin
     the delay, measured ones (noise, blur) do not, and the map's flow follows the delay by
     tens of percent. The curve is therefore fitted at fixed delays around the free fit and
-    the delay minimising ``(T / 4) log(RSS) + (log(vb / 0.10) / log 1.4)^2`` (a physiological
-    prior on the blood volume, which decides where the data are nearly indifferent) is used.
+    the delay minimising ``(T / FRAMES_PER_DOF) log(RSS) + (log(vb / 0.10) / log 1.4)^2``
+    (a physiological prior on the blood volume, which decides where the data are nearly
+    indifferent) is used.
     Fermi keeps its model-free upslope estimate.
     """
     from qperf_viewer.quant.mapping import DELAY_BOUNDS_S, fit_curves
