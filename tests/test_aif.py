@@ -175,8 +175,9 @@ def test_fallback_aif_from_perfusion_series_is_flagged():
 
 
 def test_perfusion_pool_aif_ignores_edge_overshoot_and_papillary_muscles():
-    """Blood-pool AIF (Gd images) of a pool with k-space ringing at its edge (a ring of pixels
-    10% over the true curve) and papillary muscles (25% of it): per-frame median within 2%."""
+    """Blood-pool AIF (Gd images) of a pool with k-space ringing at its edge (a ring 10% over the
+    true curve: 38% of the eroded pool) and papillary muscles (18%): the per-frame median is
+    within 2% of the truth (the old brightest-half mean read the peak 8.6% high)."""
     rng = np.random.default_rng(3)
     times = np.arange(60) * 0.8
     truth = K.chamber_curves(times, arrival_s=10.0, peak_gd_mmol_l=5.0)["lv"]
@@ -194,10 +195,7 @@ def test_perfusion_pool_aif_ignores_edge_overshoot_and_papillary_muscles():
     res = A.aif_from_perfusion(images, times, labels)
     assert abs(res.curve.max() / truth.max() - 1) < 0.02
     assert np.abs(res.curve - truth).max() < 0.02 * truth.max() + 0.1
-    assert (
-        res.peak_frame == int(np.argmax(truth))
-        or abs(times[res.peak_frame] - times[int(np.argmax(truth))]) <= 0.8
-    )
+    assert abs(res.peak_frame - int(np.argmax(truth))) <= 1
 
 
 def test_no_blood_pool_gives_clear_error():

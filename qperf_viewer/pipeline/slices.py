@@ -278,7 +278,7 @@ VB_PRIOR = (0.10, 1.4)
 #: Frames per independent residual in the delay scan's likelihood (the misfit of a measured
 #: curve is systematic and correlated over neighbouring frames, not white noise: on phantom
 #: exams the pixel residuals against the noise-free truth have a lag-1 correlation of
-#: 0.25-0.3, and the mean curve's residual follows blood spill and blur). 8 rather than 4
+#: 0.24-0.31, and the mean curve's residual follows blood spill and blur). 8 rather than 4
 #: (the blood-volume prior weighs twice as much along the flat delay valley): over 3 seeds x
 #: 13 variants of ``benchmarks/bench_accuracy.py`` 24 of 39 runs met all targets instead of
 #: 19, segments over 20% off 19 instead of 24, condition MAE sum 549 instead of 566.

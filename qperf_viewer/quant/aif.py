@@ -351,7 +351,8 @@ def aif_from_perfusion(
     enhancing less) and the ringing of a truncated k-space at the pool's edge (over- and
     undershoot at the bolus peak) stay out of it as long as they are a minority. Keeping the
     brightest half of the pixels by peak enhancement, as before, kept the overshoot and the
-    upward noise: the AIF read 5-15% high at its peak on phantom exams (MBF low by as much).
+    upward noise: on phantom exams the AIF read 5-15% high at its peak and 2-9% high over the
+    first pass, and MBF read low.
     Always carries :data:`PERFUSION_AIF_FLAG`.
     """
     arr = _check_series(images)
