@@ -1,13 +1,24 @@
-"""Parallel slices: the thread helper of the pipeline (order, errors, worker count)."""
+"""Parallel slices: the thread and process helpers of the pipeline (order, errors, worker
+count, stage times, fallback, cancel)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 
-from qperf_viewer.pipeline.common import WORKERS_ENV, default_workers, run_parallel
+from qperf_viewer.errors import CancelledError
+from qperf_viewer.pipeline.common import (
+    PROCESSES_ENV,
+    WORKERS_ENV,
+    StageClock,
+    default_workers,
+    processes_available,
+    run_in_processes,
+    run_parallel,
+)
 
 
 def test_run_parallel_keeps_input_order_and_uses_threads():
@@ -50,3 +61,64 @@ def test_default_workers_from_environment(monkeypatch):
     assert 1 <= default_workers() <= 2
     monkeypatch.delenv(WORKERS_ENV)
     assert 1 <= default_workers() <= 2
+
+
+def _square_in_worker(x: int, clock: StageClock, offset: int = 0) -> tuple[int, int]:
+    with clock("work"):
+        time.sleep(0.01)
+    return x * x + offset, os.getpid()
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_run_in_processes_forks_workers_keeps_order_and_merges_stage_times():
+    clock = StageClock()
+    items = [3, 1, 4, 1, 5]
+    out = run_in_processes(
+        _square_in_worker, items, 2, clock, args=[(k,) for k in range(len(items))]
+    )
+    assert [v for v, _ in out] == [9 + 0, 1 + 1, 16 + 2, 1 + 3, 25 + 4]
+    pids = {p for _, p in out}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # forked workers did the work
+    assert clock.t["work"] >= 5 * 0.01  # the workers' stage times came back
+
+
+def test_run_in_processes_falls_back_to_threads(monkeypatch):
+    monkeypatch.setenv(PROCESSES_ENV, "0")
+    clock = StageClock()
+    out = run_in_processes(_square_in_worker, [2, 3], 2, clock)
+    assert [v for v, _ in out] == [4, 9] and {p for _, p in out} == {os.getpid()}
+    assert clock.t["work"] >= 2 * 0.01
+    monkeypatch.delenv(PROCESSES_ENV)
+    one = run_in_processes(_square_in_worker, [2, 3], 1, StageClock())
+    assert {p for _, p in one} == {os.getpid()}  # one worker: inline
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_run_in_processes_survives_a_dying_worker_and_raises_errors_in_order():
+    parent = os.getpid()
+
+    def fragile(x: int, clock: StageClock) -> int:
+        if x == 2 and os.getpid() != parent:
+            os._exit(3)  # a worker dies (e.g. killed for memory): redone on a thread
+        if x == 4:
+            raise ValueError("bad item 4")
+        return 10 * x
+
+    assert run_in_processes(fragile, [1, 2, 3], 2, StageClock()) == [10, 20, 30]
+    with pytest.raises(ValueError, match="bad item 4"):
+        run_in_processes(fragile, [1, 4, 5], 2, StageClock())
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_run_in_processes_stops_on_cancel():
+    cancel = threading.Event()
+
+    def slow(x: int, clock: StageClock) -> int:
+        time.sleep(30)
+        return x
+
+    threading.Timer(0.3, cancel.set).start()
+    t = time.perf_counter()
+    with pytest.raises(CancelledError):
+        run_in_processes(slow, [1, 2], 2, StageClock(), cancel=cancel)
+    assert time.perf_counter() - t < 10

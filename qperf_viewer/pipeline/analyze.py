@@ -45,6 +45,7 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     monotonic_progress,
     report_progress,
+    run_in_processes,
     run_parallel,
 )
 from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slice_position
@@ -97,6 +98,14 @@ def _slice_delay(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, 
     except Exception:  # noqa: BLE001 - the slice's own fit reports the problem
         log.warning("slice %d: reference delay failed", sr.slice_index, exc_info=True)
         return None
+
+
+#: What stage 4 (:func:`_quantify`) changes on a SliceResult: a forked worker returns these.
+MAP_FIELDS = ("mbf", "mbf_valid", "maps", "flags", "map_delay_s")
+
+
+def _map_fields(sr: SliceResult) -> dict[str, Any]:
+    return {name: getattr(sr, name) for name in MAP_FIELDS}
 
 
 def _quantify(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, delay) -> None:
@@ -238,15 +247,15 @@ def analyze_exam(
         report_progress(progress, done[0] / steps, "bolus-arrival delays")
         hct = options.hematocrit
         flat = [(n, sr) for n in names for sr in by_cond[n]]
-        raw = run_parallel(
-            lambda item: (
-                _slice_delay(item[1], aifs[item[0]][0], key, clock, hct, cancel)
-                if aifs[item[0]][0] is not None
-                else None
-            ),
-            flat,
-            workers,
-        )
+        # stages 3 and 4 are kinetic fits (many small numpy calls that hold the GIL): forked
+        # worker processes; the slices come back from them as values (see _map_fields)
+
+        def delay_one(item, clk: StageClock):
+            name, sr = item
+            aif = aifs[name][0]
+            return None if aif is None else _slice_delay(sr, aif, key, clk, hct, None)
+
+        raw = run_in_processes(delay_one, flat, workers, clock, cancel=cancel)
         delay_of: dict[int, float | None] = {}
         for n in names:
             own = [d for (c, _), d in zip(flat, raw, strict=True) if c == n]
@@ -254,14 +263,23 @@ def analyze_exam(
                 delay_of[id(sr)] = d
 
         # stage 4: pixelwise MBF maps
-        def quantify_one(item) -> None:
+        def quantify_one(item, clk: StageClock, delay: float | None) -> dict[str, Any]:
             name, sr = item
-            check_cancel(cancel)
-            _quantify(sr, aifs[name][0], key, clock, hct, delay_of[id(sr)])
+            _quantify(sr, aifs[name][0], key, clk, hct, delay)
+            return _map_fields(sr)
+
+        def map_done(i: int, _fields) -> None:
+            name, sr = flat[i]
             n = len(by_cond[name])
             step(f"{name} slice {by_cond[name].index(sr) + 1}/{n}: MBF map done")
 
-        run_parallel(quantify_one, flat, workers)
+        fields = run_in_processes(
+            quantify_one, flat, workers, clock, cancel=cancel, done=map_done,
+            args=[(delay_of[id(sr)],) for _, sr in flat],
+        )  # fmt: skip
+        for (_, sr), f in zip(flat, fields, strict=True):
+            for name, value in f.items():
+                setattr(sr, name, value)
     conditions: dict[str, ConditionResult] = {}
     for name in names:
         cd = exam.conditions[name]
