@@ -21,6 +21,7 @@ global MPR within 15%. The last line counts the variants that meet them.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -37,9 +38,11 @@ MAE_TARGET, MAX_TARGET, MPR_TARGET = 0.10, 0.20, 0.15
 
 def _exam(variant: str, seed: int) -> Path:
     from qperf_viewer.phantom.cli import write_phantom
+    from qperf_viewer.phantom.truth_io import is_current
 
     exam = OUT / f"{variant}_{seed}"
-    if not (exam / "truth" / "truth.json").is_file():
+    if not is_current(exam):  # missing, or from an older generator version
+        shutil.rmtree(exam, ignore_errors=True)
         write_phantom(exam, seed, variant)
     return exam
 

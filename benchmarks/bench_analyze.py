@@ -49,7 +49,9 @@ sys.exit(run.status)
 
 def _exam(variant: str, seed: int) -> Path:
     exam = OUT / f"analyze_exam_{variant}_{seed}"
-    if not (exam / "truth" / "truth.json").is_file():
+    from qperf_viewer.phantom.truth_io import is_current
+
+    if not is_current(exam):  # missing, or from an older generator version
         shutil.rmtree(exam, ignore_errors=True)
         t = time.perf_counter()
         from qperf_viewer.phantom.cli import write_phantom

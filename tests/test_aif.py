@@ -218,3 +218,19 @@ def test_align_aif_to_slice_times():
     assert flags
     with pytest.raises(InputError):
         A.align_aif(aif, aif_t[::-1], slice_t)
+
+
+def test_aif_problem_rejects_noise_and_slow_drift_above_the_peak_threshold():
+    """A region of air or slowly enhancing tissue can reach 1 mmol/L by noise and drift; it
+    has no first pass. A real bolus curve passes."""
+    from qperf_viewer.pipeline.aif import aif_problem
+
+    rng = np.random.default_rng(3)
+    t = np.arange(50.0)
+    drift = np.clip(t - 20, 0, None) * 0.04 + rng.normal(0, 0.2, t.size)
+    drift[0] = 0.0
+    assert drift.max() > 1.0
+    assert "no first pass" in aif_problem(drift)
+    bolus = 5.0 * np.clip(t - 10, 0, None) ** 2 * np.exp(-np.clip(t - 10, 0, None) / 1.5) / 2.7
+    bolus += rng.normal(0, 0.02, t.size)
+    assert aif_problem(bolus) is None

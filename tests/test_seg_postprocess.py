@@ -13,7 +13,7 @@ from qperf_viewer.seg.postprocess import (
     postprocess_labels,
     ring_gap_fraction,
 )
-from qperf_viewer.seg.rv_insertion import lv_centre, rv_insertion_points
+from qperf_viewer.seg.rv_insertion import consistent_insertions, lv_centre, rv_insertion_points
 
 N = 100
 C = (50.0, 50.0)
@@ -149,3 +149,34 @@ def test_cavity_is_the_ringed_one_beside_the_rv_not_the_largest():
     assert lv[40, 40] and not lv[90, 90]
     assert (out == 2)[40, 53] and (out == 3).any()
     assert "RV missing" not in flags and "ring broken" not in flags
+
+
+def _display_angle(p) -> float:
+    return float(np.degrees(np.arctan2(-(p[0] - C[0]), p[1] - C[1])) % 360)
+
+
+def test_outlying_insertion_point_is_moved_to_agree_with_the_other_slices():
+    """A basal slice whose RV contact ends 40 deg early (e.g. the ring open at the outflow
+    tract) gets the inferior insertion of its two neighbours; the others stay as detected."""
+    g = display_geometry()
+    maps = [heart(120.0, 200.0), heart(120.0, 240.0), heart(122.0, 238.0)]
+    items = [(lab, g, rv_insertion_points(lab, g)) for lab in maps]
+    assert abs(_display_angle(items[0][2].inferior) - 200.0) < 6.0  # the outlier as detected
+    fixes = consistent_insertions(items)
+    assert [(f.slice, f.which) for f in fixes] == [(0, "inferior")]
+    assert 30.0 < abs(fixes[0].off_deg) < 50.0
+    others = [_display_angle(items[k][2].inferior) for k in (1, 2)]
+    assert abs(_display_angle(fixes[0].point) - np.mean(others)) < 4.0
+    r = np.hypot(fixes[0].point[0] - C[0], fixes[0].point[1] - C[1])
+    assert 13.0 <= r <= 16.5  # on the epicardial border of that slice
+
+
+def test_insertion_points_without_consensus_or_within_tolerance_stay():
+    g = display_geometry()
+    spread = [heart(120.0, 200.0), heart(120.0, 240.0), heart(120.0, 222.0)]
+    close = [heart(120.0, 225.0), heart(120.0, 240.0), heart(121.0, 239.0)]
+    for maps in (spread, close):
+        items = [(lab, g, rv_insertion_points(lab, g)) for lab in maps]
+        assert consistent_insertions(items) == []
+    two = [(lab, g, rv_insertion_points(lab, g)) for lab in spread[:2]]
+    assert consistent_insertions(two) == []  # two slices: no majority

@@ -207,6 +207,7 @@ def sample_anatomy(rng: np.random.Generator, *, hypertrophy: bool = False) -> An
         vessels=vessels,
     )
     _fit_heart_in_cavity(heart, body)
+    _clear_aorta(heart, body)
     return Anatomy(heart=heart, body=body, texture_seed=int(rng.integers(2**31)))
 
 
@@ -229,6 +230,65 @@ def _fit_heart_in_cavity(heart: HeartModel, body: BodyModel) -> None:
     if move > 0:
         heart.origin = heart.origin + np.array([0.0, move, 0.0])
         heart.atrium_centre = heart.atrium_centre + np.array([0.0, move, 0.0])
+
+
+#: Least distance (mm) between the descending aorta and the heart's outer surface (LV
+#: epicardium, RV), as behind the pericardium and the left atrium.
+AORTA_CLEARANCE_MM = 4.0
+
+
+def _heart_outline_xy(heart: HeartModel) -> np.ndarray:
+    """Axial-plane points (N, 2) (x, y, mm) of the heart's outer surface (diastole; LV
+    epicardium with the largest wall harmonic, RV crescent), base to near the apex."""
+    z = np.linspace(0.0, 0.95, 20)[:, None] * heart.length_mm
+    ang = np.linspace(-np.pi, np.pi, 144, endpoint=False)[None, :]
+    in_rv = (np.degrees(ang) > heart.phi_ant_deg) & (np.degrees(ang) < heart.phi_inf_deg)
+    taper = np.sqrt(np.clip(1.0 - (z / heart.length_mm / 0.93) ** 2, 0.0, None))
+    rad = heart.r_endo_mm * taper * 1.06 + heart.wall_mm * (1.12 + heart.septal_extra) + 2.0
+    rv = heart.rv_width_mm * (1.0 + abs(heart.rv_skew)) + heart.rv_wall_mm
+    rad = rad + np.where(in_rv, rv, 0.0)
+    pts = heart.to_patient(rad * np.cos(ang), rad * np.sin(ang), np.broadcast_to(z, rad.shape))
+    return pts[..., :2].reshape(-1, 2)
+
+
+def _clear_aorta(heart: HeartModel, body: BodyModel) -> None:
+    """Keep the descending aorta and the spine out of the heart.
+
+    The posterior shift of :func:`_fit_heart_in_cavity` could push the base of the heart into
+    the aorta (a static vertical cylinder beside the spine), which then carved a hole into the
+    LV cavity and wall of basal slices and into the LV pool of the AIF series. The aorta moves
+    along its anatomical place, left anterolateral of the vertebral body (from straight
+    anterior to straight left of it), to the position nearest its sampled one that clears the
+    heart by ``AORTA_CLEARANCE_MM``. When none does (a heart too deep for the chest), the
+    chest is made deeper: spine and aorta move back, and the body's posterior wall with them.
+    No random draws: exams whose heart clears the aorta are unchanged."""
+    a0 = np.asarray(body.aorta_xy, dtype=float)
+    outline = _heart_outline_xy(heart)
+
+    def clearance(xy: np.ndarray) -> np.ndarray:  # (K, 2) -> (K,) mm from the heart
+        return np.sqrt(((xy[:, None, :] - outline[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+
+    if clearance(a0[None])[0] - body.aorta_r_mm >= AORTA_CLEARANCE_MM:
+        return
+    ang = np.radians(np.arange(-90.0, 0.1, 5.0))  # -90: anterior (-y); 0: patient left (+x)
+    unit = np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    for _ in range(40):
+        spine = np.asarray(body.spine_xy, dtype=float)
+        dist = body.spine_r_mm + body.aorta_r_mm + np.arange(2.0, 10.1, 2.0)
+        cand = (spine + dist[:, None, None] * unit[None]).reshape(-1, 2)
+        ok = clearance(cand) - body.aorta_r_mm >= AORTA_CLEARANCE_MM
+        spine_gap = clearance(spine[None])[0] - body.spine_r_mm
+        if ok.any() and spine_gap >= AORTA_CLEARANCE_MM:
+            near = np.where(ok, np.hypot(*(cand - a0).T), np.inf)
+            body.aorta_xy = cand[int(np.argmin(near))]
+            return
+        # a deeper chest: everything posterior moves back by 2 mm
+        back = np.array([0.0, 2.0])
+        body.spine_xy = spine + back
+        a0 = a0 + back
+        body.centre_xy = np.asarray(body.centre_xy, dtype=float) + back / 2.0
+        body.semi_ap_mm = float(body.semi_ap_mm) + 1.0
+    body.aorta_xy = a0
 
 
 # --------------------------------------------------------------------------- heart shape

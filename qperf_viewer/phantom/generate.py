@@ -40,8 +40,10 @@ from qperf_viewer.phantom.model import (
 )
 from qperf_viewer.phantom.variants import VariantOptions, resolve_variant
 
-#: Bump when the generated exams change (the cached demo exam is then regenerated).
-GENERATOR_VERSION = "1"
+#: Bump when the generated exams change (the cached demo and benchmark exams are then
+#: regenerated). 2: the descending aorta no longer intrudes into the heart (see
+#: :func:`qperf_viewer.phantom.anatomy._clear_aorta`).
+GENERATOR_VERSION = "2"
 HEMATOCRIT = kin.HEMATOCRIT
 R1 = kin.R1_L_PER_MMOL_S
 FINE_DT_S = 0.1

@@ -48,14 +48,29 @@ def _truth_dir(out_dir: str | Path) -> Path:
     return p if p.name == "truth" or (p / "truth.json").is_file() else p / "truth"
 
 
+def is_current(out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` holds a phantom written by this generator version (its truth.json
+    records ``generator_version``); cached benchmark exams are regenerated otherwise."""
+    from qperf_viewer.phantom.generate import GENERATOR_VERSION
+
+    path = _truth_dir(out_dir) / "truth.json"
+    try:
+        return json.loads(path.read_text()).get("generator_version") == GENERATOR_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def save_truth(phantom: PhantomExam, out_dir: str | Path) -> Path:
     """Write the truth of ``phantom`` into ``out_dir/truth`` (``out_dir`` is the phantom's
     OUT folder; a folder named 'truth' is used as is). Returns the truth.json path."""
+    from qperf_viewer.phantom.generate import GENERATOR_VERSION
+
     tdir = _truth_dir(out_dir)
     tdir.mkdir(parents=True, exist_ok=True)
     exam = phantom.exam
     doc: dict = {
         "schema": SCHEMA,
+        "generator_version": GENERATOR_VERSION,
         "variant": phantom.variant,
         "seed": phantom.seed,
         "study_instance_uid": exam.study_instance_uid,

@@ -42,7 +42,21 @@ def aif_problem(values: np.ndarray) -> str | None:
         return f"peak {float(v[pk]):.2f} mmol/L < {MIN_AIF_PEAK_MMOL_L:g}"
     if pk < 2:
         return "peak before the bolus could arrive"
+    # a first pass rises far above the noise (robust frame-to-frame noise from the second
+    # differences, which a smooth bolus curve barely has)
+    noise = 1.4826 * float(np.median(np.abs(np.diff(v, 2)))) / np.sqrt(6.0)
+    if float(v[pk]) < AIF_PEAK_NOISE_RATIO * noise:
+        return (
+            f"peak {float(v[pk]):.2f} mmol/L is within {AIF_PEAK_NOISE_RATIO:g}x the noise "
+            f"({noise:.2f} mmol/L): no first pass"
+        )
     return None
+
+
+#: An AIF's peak must exceed this many times its noise. The 84 AIFs of the phantom exams of
+#: ``benchmarks/bench_accuracy.py`` (generator version 1) reach 59-667x (median 199); regions
+#: of air or slowly enhancing tissue that pass the 1 mmol/L peak by noise and drift, 4-6x.
+AIF_PEAK_NOISE_RATIO = 10.0
 
 
 #: ``slice_index`` of a hand-drawn AIF region that lies on the dual-sequence AIF series.

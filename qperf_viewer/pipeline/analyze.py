@@ -52,7 +52,9 @@ from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slic
 from qperf_viewer.pipeline.segmenter import OnnxSegmenter
 from qperf_viewer.pipeline.slices import (
     condition_delays,
+    consistent_insertion_points,
     failed_slice,
+    finish_slice,
     nearest_position,
     prepare_slice,
     quantify_slice,
@@ -215,7 +217,9 @@ def analyze_exam(
         check_cancel(cancel)
         try:
             pos = nearest_position([s.position for s in cd.slices], k)
-            sr = prepare_slice(name, ss, pos, exam, segmenter, clock, gd=quantify, options=options)
+            sr = prepare_slice(
+                name, ss, pos, exam, segmenter, clock, gd=quantify, options=options, sectors=False
+            )
         except (CancelledError, ModelError):
             raise
         except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
@@ -231,6 +235,24 @@ def analyze_exam(
     by_cond: dict[str, list[SliceResult]] = {n: [] for n in names}
     for (name, _, _), sr in zip(tasks, prepared, strict=True):
         by_cond[name].append(sr)
+    # the RV insertion points of a condition's slices agree; then the AHA sectors
+    for name in names:
+        with clock("sectors"):
+            consistent_insertion_points(by_cond[name])
+
+    def finish(task) -> None:
+        name, k, _ = task
+        sr = by_cond[name][k]
+        if sr.segmentation is None:
+            return
+        try:
+            pos = nearest_position([s.position for s in exam.conditions[name].slices], k)
+            finish_slice(sr, pos, clock)
+        except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+            log.warning("%s slice %d: sectors failed", name, sr.slice_index, exc_info=True)
+            sr.flags.append(f"AHA segments undefined: {_why(exc)}")
+
+    run_parallel(finish, tasks, workers)
     aifs: dict[str, tuple] = {n: (None, AIF_NONE, []) for n in names}
     if quantify:
         # stage 2: the AIF of each condition

@@ -134,9 +134,12 @@ def prepare_slice(
     clock: StageClock,
     gd: bool = True,
     options: QuantOptions | None = None,
+    sectors: bool = True,
 ) -> SliceResult:
     """Motion correction, segmentation, Gd conversion (unless ``gd`` is False; r1, default
-    TS and already-Gd from ``options``) and AHA sectors of one slice."""
+    TS and already-Gd from ``options``) and AHA sectors of one slice (unless ``sectors`` is
+    False: then :func:`finish_slice` adds them, e.g. after the condition's insertion points
+    were made consistent)."""
     from qperf_viewer.quant.gd import signal_to_gd
     from qperf_viewer.quant.motion import correct_motion
 
@@ -174,11 +177,6 @@ def prepare_slice(
                 already_gd=opt.already_gd,
             )
         flags += [f"Gd: {f}" for f in _myocardial_gd_flags(g, seg)]
-    with clock("sectors"):
-        aha, sflags = sector_map(seg, ss.geometry, position_for_aha)
-    flags += sflags
-    with clock("qc"):
-        flags += _dark_rim_flags(cond, ss, corrected, seg, aha)
     sr = SliceResult(
         condition=cond,
         slice_index=ss.slice_index,
@@ -189,13 +187,61 @@ def prepare_slice(
         shifts_px=np.asarray(mr.shifts_px, dtype=np.float64),
         gd=None if g is None else g.gd_mmol_l,
         segmentation=seg,
-        aha=aha,
+        aha=None,
         flags=list(dict.fromkeys(list(ss.flags) + flags)),
         automatic=seg,
     )
     if g is not None:
         sr.maps["gd_valid"] = np.asarray(g.valid, dtype=bool)
+    if sectors:
+        finish_slice(sr, position_for_aha, clock)
     return sr
+
+
+def finish_slice(sr: SliceResult, position_for_aha: str | None, clock: StageClock) -> None:
+    """AHA sectors of a prepared slice (``sr.aha``) and its sector and dark-rim flags."""
+    with clock("sectors"):
+        aha, flags = sector_map(sr.segmentation, sr.series.geometry, position_for_aha)
+    with clock("qc"):
+        flags += _dark_rim_flags(sr.condition, sr.series, sr.corrected, sr.segmentation, aha)
+    sr.aha = aha
+    sr.flags = list(dict.fromkeys(sr.flags + flags))
+
+
+def consistent_insertion_points(slices: list[SliceResult]) -> None:
+    """Moves automatic RV insertion points that disagree with the condition's other slices
+    (:func:`~qperf_viewer.seg.rv_insertion.consistent_insertions`) and flags the slice; call
+    before :func:`finish_slice`. Manually edited segmentations are left alone."""
+    from qperf_viewer.seg.rv_insertion import RvInsertion, consistent_insertions
+
+    auto = [
+        sr
+        for sr in slices
+        if sr.segmentation is not None
+        and sr.segmentation is sr.automatic
+        and sr.segmentation.source == "automatic"
+    ]
+    items = [
+        (
+            sr.segmentation.labels,
+            sr.series.geometry,
+            RvInsertion(
+                sr.segmentation.lv_centre,
+                sr.segmentation.rv_insertion_anterior,
+                sr.segmentation.rv_insertion_inferior,
+            ),
+        )
+        for sr in auto
+    ]
+    for fix in consistent_insertions(items):
+        sr = auto[fix.slice]
+        key = f"rv_insertion_{fix.which}"
+        seg = dataclasses.replace(sr.segmentation, **{key: fix.point})
+        sr.segmentation = sr.automatic = seg
+        sr.flags.append(
+            f"RV insertion ({fix.which}) moved to agree with the other slices "
+            f"(the detected point was {abs(fix.off_deg):.0f} deg off theirs)"
+        )
 
 
 def _dark_rim_flags(cond, ss: SliceSeries, corrected: np.ndarray, seg, aha) -> list[str]:
