@@ -234,3 +234,30 @@ def test_aif_problem_rejects_noise_and_slow_drift_above_the_peak_threshold():
     bolus = 5.0 * np.clip(t - 10, 0, None) ** 2 * np.exp(-np.clip(t - 10, 0, None) / 1.5) / 2.7
     bolus += rng.normal(0, 0.02, t.size)
     assert aif_problem(bolus) is None
+
+
+def test_early_rv_bolus_stays_out_of_the_baseline_and_the_lv_is_found():
+    """Rest, one frame per slow beat: the RV enhances from frame 3, before the brighter LV and
+    aorta (from frame 7) dominate the blood-pool mean. The baseline must end before the RV's
+    bolus, else the RV is no candidate and a few LV-edge pixels become the 'LV'."""
+    from qperf_viewer.quant.aif import _n_baseline, detect_lv_region
+
+    rng = np.random.default_rng(5)
+    t = np.arange(50.0)
+
+    def bolus(t0: float, peak: float) -> np.ndarray:
+        x = np.clip(t - t0, 0, None)
+        return peak * (x / 3.0) ** 2 * np.exp(2.0 - 2.0 * x / 3.0) + 0.15 * peak * (x > 0)
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r  # noqa: E731
+    rv, lv, ao = disc(20, 18, 7), disc(22, 38, 8), disc(48, 44, 4)
+    img = np.full((t.size, 64, 64), 100.0)
+    img[:, rv] += bolus(3.0, 700.0)[:, None]
+    img[:, lv] += bolus(7.0, 900.0)[:, None]
+    img[:, ao] += bolus(8.0, 950.0)[:, None]
+    img += rng.normal(0, 3.0, img.shape)
+    assert _n_baseline(img) <= 3
+    det = detect_lv_region(img)
+    assert det.region.any() and det.region.sum() >= 20
+    assert np.all(lv[det.region])  # all inside the LV disc, none in the RV or aorta

@@ -198,16 +198,29 @@ def detect_lv_region(
 
 
 def _n_baseline(dyn: np.ndarray) -> int:
-    """Pre-contrast frames of a series: those before the foot of the mean curve of its most
-    variable pixels (the blood pools), 1 to 6 frames (the bolus may arrive early)."""
-    t = dyn.shape[0]
-    var = dyn.reshape(t, -1).std(axis=0)
-    top = var >= np.percentile(var, 99.5)
-    curve = dyn.reshape(t, -1)[:, top].mean(axis=1)
+    """Pre-contrast frames of a series: those before the foot of the earliest blood pool, 1 to
+    6 frames (the bolus may arrive early).
+
+    The foot is taken on the mean curve of the most variable pixels and on the mean curve of
+    the earliest-peaking quarter of all blood-pool-like pixels (variance above 40% of theirs):
+    at rest, one frame per slow beat, the RV can enhance several frames before the brighter
+    LV and aorta dominate the first mean. The earlier foot counts, so that no baseline frame
+    holds the RV's bolus."""
     from qperf_viewer.quant.mapping import baseline_frames
 
-    base = baseline_frames(curve)
-    return int(np.clip(base.size, 1, 6))
+    t = dyn.shape[0]
+    flat = dyn.reshape(t, -1)
+    var = flat.std(axis=0)
+    v_hi = float(np.percentile(var, 99.5))
+    n = baseline_frames(flat[:, var >= v_hi].mean(axis=1)).size
+    pools = flat[:, var >= 0.4 * v_hi]
+    if pools.shape[1] >= 8 and t >= 3:
+        smooth = ndi.uniform_filter1d(pools, size=3, axis=0, mode="nearest")
+        k = np.argmax(smooth, axis=0)
+        early = k <= np.percentile(k, 25)
+        if early.sum() >= 4:
+            n = min(n, baseline_frames(pools[:, early].mean(axis=1)).size)
+    return int(np.clip(n, 1, 6))
 
 
 def _pick_components(
