@@ -122,3 +122,26 @@ def test_run_in_processes_stops_on_cancel():
     with pytest.raises(CancelledError):
         run_in_processes(slow, [1, 2], 2, StageClock(), cancel=cancel)
     assert time.perf_counter() - t < 10
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_background_imports_finish_before_workers_fork(monkeypatch):
+    """No worker may start with a module half imported by a background import."""
+    import qperf_viewer.pipeline.common as common
+
+    started = threading.Event()
+    release = threading.Event()
+
+    class SlowImport(threading.Thread):
+        def run(self) -> None:
+            started.set()
+            release.wait(5)
+
+    th = SlowImport(daemon=True)
+    monkeypatch.setattr(common, "_BACKGROUND_IMPORTS", [th])
+    th.start()
+    started.wait(5)
+    threading.Timer(0.3, release.set).start()
+    out = run_in_processes(_square_in_worker, [2, 3], 2, StageClock())
+    assert [v for v, _ in out] == [4, 9]
+    assert not th.is_alive() and common._BACKGROUND_IMPORTS == []

@@ -112,6 +112,32 @@ _FORK_JOBS: dict[int, tuple[Callable[..., Any], Sequence[Any]]] = {}
 _FORK_IDS = itertools.count()
 
 
+_BACKGROUND_IMPORTS: list[threading.Thread] = []
+
+
+def background_import(modules: Sequence[str]) -> None:
+    """Import ``modules`` on a daemon thread (e.g. the report writers while the analysis runs).
+    :func:`run_in_processes` waits for such imports before it forks, so that no worker starts
+    with a module half imported."""
+    import importlib
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the caller's own import reports it later
+                log.debug("background import of %s failed", name, exc_info=True)
+
+    th = threading.Thread(target=load, name="qperf-import", daemon=True)
+    _BACKGROUND_IMPORTS.append(th)
+    th.start()
+
+
+def _wait_for_background_imports() -> None:
+    while _BACKGROUND_IMPORTS:
+        _BACKGROUND_IMPORTS.pop().join()
+
+
 def processes_available() -> bool:
     """Whether :func:`run_in_processes` can fork workers: a platform with ``fork`` and
     ``$QPERF_PROCESSES`` not set to 0/no/off."""
@@ -173,6 +199,7 @@ def run_in_processes(
         return inline(range(len(items)))
     import multiprocessing
 
+    _wait_for_background_imports()
     job = next(_FORK_IDS)
     _FORK_JOBS[job] = (fn, items)  # set before the workers fork: they inherit it
     results: dict[int, R] = {}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from qperf_viewer.pipeline.common import (
     Progress,
     Segmenter,
     StageClock,
+    background_import,
     check_cancel,
     default_output_dir,
     monotonic_progress,
@@ -27,8 +26,6 @@ from qperf_viewer.pipeline.outputs import write_outputs
 from qperf_viewer.results import (
     AnalysisResult,
 )
-
-log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- folders
@@ -104,20 +101,6 @@ def _index_problems(index, study) -> list[str]:
     return [f"[{p.severity}] {p}" for p in probs if p.severity in ("error", "warning")]
 
 
-def _preload_report_modules() -> None:
-    """Import the report writers (Qt, pydicom: about 0.4 s) on a background thread while the
-    analysis runs; the worker processes of the fits leave this process idle."""
-
-    def load() -> None:
-        try:
-            import qperf_viewer.report.dicom_export  # noqa: F401
-            import qperf_viewer.report.pdf  # noqa: F401
-        except Exception:  # noqa: BLE001 - the writers report their own import errors later
-            log.debug("report modules not preloaded", exc_info=True)
-
-    threading.Thread(target=load, name="qperf-preload", daemon=True).start()
-
-
 def analyze_folder(
     path: str | Path,
     *,
@@ -190,8 +173,8 @@ def analyze_folder(
             return None
         return lambda f, msg: report_progress(progress, lo + (hi - lo) * f, msg)
 
-    if (pdf or dicom) and quantify:
-        _preload_report_modules()
+    if (pdf or dicom) and quantify:  # the report writers (Qt, pydicom: ~0.4 s of imports)
+        background_import(("qperf_viewer.report.dicom_export", "qperf_viewer.report.pdf"))
     result = analyze_exam(
         exam,
         model=model,
