@@ -373,9 +373,10 @@ def reference_delay(
     """
     from qperf_viewer.quant.mapping import DELAY_BOUNDS_S, fit_curves
 
+    # the free-delay fit itself ("each"; the default "shared" would refit at that delay)
     ref = fit_curves(
         aif.values, curve[None], times, model=model, aif_times_s=aif.times_s,
-        hematocrit=hematocrit,
+        hematocrit=hematocrit, delay_s="each",
     )  # fmt: skip
     if not ref.reliable[0]:
         return None

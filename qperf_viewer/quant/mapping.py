@@ -348,7 +348,30 @@ class _Problem:
     def fine(self, shape: np.ndarray, cache: bool = False) -> np.ndarray:
         """Unit-amplitude tissue curves on the fine grid ``t0 + m dt``: (M, n).
 
-        cache: keep the residue cells (AIF-independent) for reuse by later dictionaries."""
+        cache: keep the residue cells (AIF-independent) for reuse by later dictionaries, and
+        the curves themselves for later problems with the same AIF and fine grid (e.g. the
+        free fit and the delay scan of one slice)."""
+        key = None
+        if cache:
+            shape = np.ascontiguousarray(shape, dtype=float)
+            key = (
+                self.model.__name__, getattr(self.model, "FLOW_RD", None), self.dt, self.n,
+                self.nfft, hash(self.ca.tobytes()), shape.shape, hash(shape.tobytes()),
+            )  # fmt: skip
+            with _BANK_LOCK:
+                hit = _FINE.get(key)
+            if hit is not None:
+                return hit
+        out = self._fine(shape, cache)
+        if key is not None:
+            out.flags.writeable = False
+            with _BANK_LOCK:
+                if len(_FINE) >= 4:
+                    _FINE.pop(next(iter(_FINE)))
+                _FINE[key] = out
+        return out
+
+    def _fine(self, shape: np.ndarray, cache: bool) -> np.ndarray:
         r = _residue_bank(self.model, self.dt, self.n, shape) if cache else None
         if r is None:
             r = self.model.residue_cells(self.dt, self.n, shape)
@@ -383,6 +406,8 @@ class _Problem:
 
 
 _BANK: dict[tuple, np.ndarray] = {}
+#: Dictionary curves on the fine grid (AIF-dependent), the last few (see ``_Problem.fine``).
+_FINE: dict[tuple, np.ndarray] = {}
 _BANK_LOCK = threading.Lock()  # slices may be mapped on several threads
 
 
