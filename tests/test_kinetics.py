@@ -490,3 +490,33 @@ def test_pixel_prior_narrows_noisy_maps_without_compressing_defects(monkeypatch)
         iqr, nor, dfc = out["prior"]
         assert iqr < 0.67 * out["flat"][0]
         assert abs(nor - 1) < 0.03 and abs(dfc - 1) < 0.03
+
+
+def test_levenberg_marquardt_keeps_damping_after_rejected_steps():
+    """A rejected LM step raises the damping and does not count towards the stop: a damped
+    sinusoid's frequency (where Gauss-Newton steps overshoot from far starts) is found from
+    every start. The earlier rule stopped after three rejected steps at the first damping
+    and left most of these fits near their start (a BTEX reference fit stayed at its
+    dictionary start, 50% off)."""
+    from qperf_viewer.quant.mapping import _local_fit
+
+    t = np.linspace(0.0, 10.0, 80)
+
+    class DampedSine:
+        weights = None
+
+        def fine(self, shape, cache=False):
+            return np.exp(-shape[:, 1:2] * t) * np.sin(shape[:, 0:1] * t) + 1.5
+
+        def sample_rows(self, fine, delays):
+            return fine
+
+    truth = np.array([[3.0, 0.3, 0.0]])
+    curves = 2.0 * DampedSine().fine(truth)
+    lo, hi = np.array([0.1, 0.01, 0.0]), np.array([10.0, 5.0, 0.0])
+    free = np.array([True, True, False])
+    starts = np.stack([np.linspace(0.5, 6.0, 12), np.full(12, 0.3), np.zeros(12)], axis=1)
+    fit = _local_fit(DampedSine(), np.repeat(curves, 12, axis=0), starts, lo, hi, free)
+    np.testing.assert_allclose(fit.shape[:, 0], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(fit.shape[:, 1], 0.3, rtol=1e-5)
+    np.testing.assert_allclose(fit.amplitude, 2.0, rtol=1e-6)

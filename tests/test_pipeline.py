@@ -389,6 +389,34 @@ def test_failed_slice_and_no_ts_still_report(run, phantom_dir):
     assert exit_status(res) == 1
 
 
+def test_failed_motion_correction_in_a_worker_flags_only_that_slice(run, phantom_dir, monkeypatch):
+    """Motion correction runs in forked workers (where available): a slice whose correction
+    raises there is reported with the reason, and the other slices are analysed as usual."""
+    import qperf_viewer.pipeline.analyze as analyze_mod
+    from qperf_viewer.errors import InputError
+
+    real = analyze_mod.motion_correct
+    exam = run.result.exam
+    bad = len(exam.conditions["rest"].slices) - 1
+
+    def broken(ss, clock):
+        if ss.slice_index == bad:
+            raise InputError("pixel data of this slice are damaged")
+        return real(ss, clock)
+
+    monkeypatch.setattr(analyze_mod, "motion_correct", broken)  # inherited by the workers
+    ex2 = dataclasses.replace(exam, conditions={"rest": exam.conditions["rest"]}, flags=[])
+    res = analyze_exam(ex2, segmenter=TruthSegmenter(phantom_dir), quantify=False, workers=2)
+    cr = res.conditions["rest"]
+    assert bad >= 1 and cr.slices[bad].segmentation is None
+    assert any("pixel data of this slice are damaged" in f for f in cr.slices[bad].flags)
+    for k in range(bad):
+        assert cr.slices[k].segmentation is not None and cr.slices[k].aha is not None
+        np.testing.assert_array_equal(
+            cr.slices[k].corrected, run.result.conditions["rest"].slices[k].corrected
+        )
+
+
 def _copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

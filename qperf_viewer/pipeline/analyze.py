@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from qperf_viewer.pipeline.common import (
     Segmenter,
     StageClock,
     check_cancel,
+    default_workers,
     monotonic_progress,
     report_progress,
     run_in_processes,
@@ -55,6 +56,7 @@ from qperf_viewer.pipeline.slices import (
     consistent_insertion_points,
     failed_slice,
     finish_slice,
+    motion_correct,
     nearest_position,
     prepare_slice,
     quantify_slice,
@@ -68,6 +70,9 @@ from qperf_viewer.results import (
     Segmentation,
     SliceResult,
 )
+
+if TYPE_CHECKING:
+    from qperf_viewer.quant.motion import MotionResult
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +128,21 @@ def _quantify(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, del
     except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
         log.warning("%s slice %d: MBF failed", sr.condition, sr.slice_index, exc_info=True)
         sr.flags.append(f"MBF failed: {_why(exc)}")
+
+
+class _SliceFailed(Exception):
+    """A slice's motion correction failed (in a worker; the reason is the message)."""
+
+
+def _moco_one(task, clock: StageClock) -> tuple[MotionResult | None, str | None]:
+    """Motion correction of one slice (run in a forked worker): (result, None), or (None,
+    why) when it failed; one bad slice never sinks the rest."""
+    name, _, ss = task
+    try:
+        return motion_correct(ss, clock), None
+    except Exception as exc:  # noqa: BLE001 - reported on the slice
+        log.warning("%s slice %d: motion correction failed", name, ss.slice_index, exc_info=True)
+        return None, _why(exc)
 
 
 # ------------------------------------------------------------------------- analyze_exam
@@ -211,17 +231,23 @@ def analyze_exam(
             done[0] += 1
             report_progress(progress, done[0] / steps, message)
 
-    def prepare(task) -> SliceResult:
+    def prepare(task, motion: tuple[MotionResult | None, str | None]) -> SliceResult:
         name, k, ss = task
         cd = exam.conditions[name]
         check_cancel(cancel)
+        mr, why = motion
         try:
+            if mr is None:
+                raise _SliceFailed(why or "motion correction failed")
             pos = nearest_position([s.position for s in cd.slices], k)
             sr = prepare_slice(
-                name, ss, pos, exam, segmenter, clock, gd=quantify, options=options, sectors=False
-            )
+                name, ss, pos, exam, segmenter, clock, gd=quantify, options=options,
+                sectors=False, motion=mr,
+            )  # fmt: skip
         except (CancelledError, ModelError):
             raise
+        except _SliceFailed as exc:
+            sr = failed_slice(name, ss, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
             log.warning("%s slice %d failed", name, ss.slice_index, exc_info=True)
             sr = failed_slice(name, ss, _why(exc))
@@ -229,9 +255,21 @@ def analyze_exam(
         step(f"{name} slice {k + 1}/{n}: motion correction, segmentation, Gd done")
         return sr
 
-    # stage 1: every slice of both conditions (motion correction, segmentation, Gd, sectors)
+    # stage 1: every slice of both conditions: motion correction (many small numpy calls that
+    # hold the GIL: forked worker processes), then here, as each slice comes back,
+    # segmentation (onnxruntime, which runs without the GIL), Gd conversion on threads
     report_progress(progress, 0.0, "motion correction, segmentation, Gd conversion")
-    prepared = run_parallel(prepare, tasks, workers)
+    from concurrent.futures import ThreadPoolExecutor
+
+    n_threads = default_workers() if workers is None else max(1, int(workers))
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="qperf") as pool:
+        pending: dict[int, Any] = {}
+
+        def moco_done(i: int, motion) -> None:
+            pending[i] = pool.submit(prepare, tasks[i], motion)
+
+        run_in_processes(_moco_one, tasks, workers, clock, cancel=cancel, done=moco_done)
+        prepared = [pending[i].result() for i in range(len(tasks))]
     by_cond: dict[str, list[SliceResult]] = {n: [] for n in names}
     for (name, _, _), sr in zip(tasks, prepared, strict=True):
         by_cond[name].append(sr)

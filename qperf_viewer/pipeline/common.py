@@ -113,24 +113,37 @@ _FORK_IDS = itertools.count()
 
 
 _BACKGROUND_IMPORTS: list[threading.Thread] = []
+_DEFERRED_IMPORTS: list[tuple[str, ...]] = []
 
 
 def background_import(modules: Sequence[str]) -> None:
     """Import ``modules`` on a daemon thread (e.g. the report writers while the analysis runs).
-    :func:`run_in_processes` waits for such imports before it forks, so that no worker starts
-    with a module half imported."""
+
+    Where workers can be forked the import starts once the next :func:`run_in_processes` has
+    forked its workers (a fork waits for running imports, so that no worker starts with a
+    module half imported; starting after the fork keeps that wait off the critical path);
+    otherwise at once."""
+    _DEFERRED_IMPORTS.append(tuple(modules))
+    if not processes_available():
+        _start_deferred_imports()
+
+
+def _start_deferred_imports() -> None:
     import importlib
 
-    def load() -> None:
-        for name in modules:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - the caller's own import reports it later
-                log.debug("background import of %s failed", name, exc_info=True)
+    while _DEFERRED_IMPORTS:
+        modules = _DEFERRED_IMPORTS.pop(0)
 
-    th = threading.Thread(target=load, name="qperf-import", daemon=True)
-    _BACKGROUND_IMPORTS.append(th)
-    th.start()
+        def load(modules: tuple[str, ...] = modules) -> None:
+            for name in modules:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001 - the caller's own import reports it later
+                    log.debug("background import of %s failed", name, exc_info=True)
+
+        th = threading.Thread(target=load, name="qperf-import", daemon=True)
+        _BACKGROUND_IMPORTS.append(th)
+        th.start()
 
 
 def _wait_for_background_imports() -> None:
@@ -196,6 +209,7 @@ def run_in_processes(
         return run_parallel(one, list(idx), n)
 
     if n == 1 or len(items) <= 1 or not processes_available():
+        _start_deferred_imports()
         return inline(range(len(items)))
     import multiprocessing
 
@@ -211,6 +225,7 @@ def run_in_processes(
         )
         try:
             futures = {ex.submit(_fork_call, job, i, extra[i]): i for i in range(len(items))}
+            _start_deferred_imports()  # the workers are forked (all at the first submit)
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.1)

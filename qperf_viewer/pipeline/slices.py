@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -27,6 +28,9 @@ from qperf_viewer.results import (
     Segmentation,
     SliceResult,
 )
+
+if TYPE_CHECKING:
+    from qperf_viewer.quant.motion import MotionResult
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,16 @@ def slice_curves(sr: SliceResult) -> list[Curve]:
 
 
 # ------------------------------------------------------------------------ stage 1: slice
+def motion_correct(ss: SliceSeries, clock: StageClock) -> MotionResult:
+    """Motion correction of one slice's series (the first step of :func:`prepare_slice`)."""
+    from qperf_viewer.quant.motion import correct_motion
+
+    with clock("moco"):
+        return correct_motion(
+            ss.images, ss.pd_frames, pixel_spacing_mm=ss.geometry.pixel_spacing_mm
+        )
+
+
 def prepare_slice(
     cond: str,
     ss: SliceSeries,
@@ -135,17 +149,17 @@ def prepare_slice(
     gd: bool = True,
     options: QuantOptions | None = None,
     sectors: bool = True,
+    motion: MotionResult | None = None,
 ) -> SliceResult:
-    """Motion correction, segmentation, Gd conversion (unless ``gd`` is False; r1, default
-    TS and already-Gd from ``options``) and AHA sectors of one slice (unless ``sectors`` is
-    False: then :func:`finish_slice` adds them, e.g. after the condition's insertion points
-    were made consistent)."""
+    """Motion correction (unless ``motion``, the slice's :func:`motion_correct` result, is
+    given), segmentation, Gd conversion (unless ``gd`` is False; r1, default TS and
+    already-Gd from ``options``) and AHA sectors of one slice (unless ``sectors`` is False:
+    then :func:`finish_slice` adds them, e.g. after the condition's insertion points were made
+    consistent)."""
     from qperf_viewer.quant.gd import signal_to_gd
-    from qperf_viewer.quant.motion import correct_motion
 
     flags: list[str] = []
-    with clock("moco"):
-        mr = correct_motion(ss.images, ss.pd_frames, pixel_spacing_mm=ss.geometry.pixel_spacing_mm)
+    mr = motion_correct(ss, clock) if motion is None else motion
     flags += list(mr.flags)
     corrected = np.asarray(mr.corrected, dtype=np.float32)
     with clock("segmentation"):

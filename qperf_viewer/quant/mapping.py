@@ -355,7 +355,8 @@ class _Problem:
         if cache:
             shape = np.ascontiguousarray(shape, dtype=float)
             key = (
-                self.model.__name__, getattr(self.model, "FLOW_RD", None), self.dt, self.n,
+                self.model.__name__, getattr(self.model, "FLOW_RD", None),
+                getattr(self.model, "FLOW_UNITS", None), self.dt, self.n,
                 self.nfft, hash(self.ca.tobytes()), shape.shape, hash(shape.tobytes()),
             )  # fmt: skip
             with _BANK_LOCK:
@@ -418,6 +419,7 @@ def _residue_bank(mod: types.ModuleType, dt: float, n: int, shape: np.ndarray) -
         mod.__name__,
         id(mod.residue_cells),
         getattr(mod, "FLOW_RD", None),
+        getattr(mod, "FLOW_UNITS", None),
         round(dt, 9),
         shape.shape,
         hash(shape.tobytes()),
@@ -689,8 +691,9 @@ def _grid_starts(
     return out
 
 
-#: Levenberg-Marquardt stop: a row stops after ``LM_STALL`` iterations in a row that each
-#: lower its sum of squares by less than ``LM_GAIN_TOL`` (relative).
+#: Levenberg-Marquardt stop: a row stops after ``LM_STALL`` accepted steps in a row that each
+#: lower its sum of squares by less than ``LM_GAIN_TOL`` (relative), or when its damping
+#: reaches 1e7 (rejected steps).
 LM_GAIN_TOL = 1e-5
 LM_STALL = 3
 #: Hold a parameter on its bound when the step points outwards (projected LM). Without it,
@@ -808,7 +811,10 @@ def _local_fit(
         amp[ok] = amp_try[better]
         fine_x[ok] = fine_try[better]
         lam[a] = np.where(better, np.maximum(lam[a] * 0.3, 1e-7), np.minimum(lam[a] * 10.0, 1e7))
-        stall[a] = np.where(gain > LM_GAIN_TOL, 0, stall[a] + 1)
+        # a rejected step only raises the damping (the fit stops when that reaches 1e7); the
+        # stall count is of accepted steps that gain too little (counting rejected ones left
+        # fits at their dictionary start after three rejections at the initial damping)
+        stall[a] = np.where(better, np.where(gain > LM_GAIN_TOL, 0, stall[a] + 1), stall[a])
         active[a] = (stall[a] < LM_STALL) & (lam[a] < 1e7)
     p = to_p(x)
     tol = 1e-3 * (thi - tlo)
