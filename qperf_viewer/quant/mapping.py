@@ -691,9 +691,9 @@ def _grid_starts(
     return out
 
 
-#: Levenberg-Marquardt stop: a row stops after ``LM_STALL`` accepted steps in a row that each
-#: lower its sum of squares by less than ``LM_GAIN_TOL`` (relative), or when its damping
-#: reaches 1e7 (rejected steps).
+#: Levenberg-Marquardt stop: a row stops after ``LM_STALL`` steps in a row that each lower its
+#: sum of squares by less than ``LM_GAIN_TOL`` (relative; for a rejected step, its linearised
+#: gain), or when its damping reaches 1e7.
 LM_GAIN_TOL = 1e-5
 LM_STALL = 3
 #: Hold a parameter on its bound when the step points outwards (projected LM). Without it,
@@ -811,10 +811,15 @@ def _local_fit(
         amp[ok] = amp_try[better]
         fine_x[ok] = fine_try[better]
         lam[a] = np.where(better, np.maximum(lam[a] * 0.3, 1e-7), np.minimum(lam[a] * 10.0, 1e7))
-        # a rejected step only raises the damping (the fit stops when that reaches 1e7); the
-        # stall count is of accepted steps that gain too little (counting rejected ones left
-        # fits at their dictionary start after three rejections at the initial damping)
-        stall[a] = np.where(better, np.where(gain > LM_GAIN_TOL, 0, stall[a] + 1), stall[a])
+        # a step counts towards the stop when it gains too little, or, when rejected, when
+        # even its linearised gain is too small (the row is at its minimum); other rejected
+        # steps only raise the damping (counting them left fits at their dictionary start
+        # after three rejections at the initial damping)
+        d_x = x_try[:, idx] - xa[:, idx]
+        lin = 2.0 * np.einsum("mp,mp->m", g, d_x) + np.einsum("mp,mpq,mq->m", d_x, hess, d_x)
+        pred = np.maximum(-lin, 0.0) / np.maximum(sse[a], 1e-300)
+        small = np.where(better, gain <= LM_GAIN_TOL, pred <= LM_GAIN_TOL)
+        stall[a] = np.where(small, stall[a] + 1, 0)
         active[a] = (stall[a] < LM_STALL) & (lam[a] < 1e7)
     p = to_p(x)
     tol = 1e-3 * (thi - tlo)
