@@ -130,10 +130,6 @@ def _quantify(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, del
         sr.flags.append(f"MBF failed: {_why(exc)}")
 
 
-class _SliceFailed(Exception):
-    """A slice's motion correction failed (in a worker; the reason is the message)."""
-
-
 def _moco_one(task, clock: StageClock) -> tuple[MotionResult | None, str | None]:
     """Motion correction of one slice (run in a forked worker): (result, None), or (None,
     why) when it failed; one bad slice never sinks the rest."""
@@ -237,17 +233,16 @@ def analyze_exam(
         check_cancel(cancel)
         mr, why = motion
         try:
-            if mr is None:
-                raise _SliceFailed(why or "motion correction failed")
-            pos = nearest_position([s.position for s in cd.slices], k)
-            sr = prepare_slice(
-                name, ss, pos, exam, segmenter, clock, gd=quantify, options=options,
-                sectors=False, motion=mr,
-            )  # fmt: skip
+            if mr is None:  # motion correction failed in its worker (logged there)
+                sr = failed_slice(name, ss, why or "motion correction failed")
+            else:
+                pos = nearest_position([s.position for s in cd.slices], k)
+                sr = prepare_slice(
+                    name, ss, pos, exam, segmenter, clock, gd=quantify, options=options,
+                    sectors=False, motion=mr,
+                )  # fmt: skip
         except (CancelledError, ModelError):
             raise
-        except _SliceFailed as exc:
-            sr = failed_slice(name, ss, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
             log.warning("%s slice %d failed", name, ss.slice_index, exc_info=True)
             sr = failed_slice(name, ss, _why(exc))
