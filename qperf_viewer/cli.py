@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from qperf_viewer import __version__
@@ -46,7 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Threads of numpy's OpenBLAS in the application (set before numpy is first imported, when
+#: the environment does not say otherwise). The analysis runs its slices on two worker
+#: processes of a 2-core machine; a second BLAS thread in each only competed for the cores:
+#: one thread took 5% less CPU time end to end (``benchmarks/bench_analyze.py``, 4 alternated
+#: runs each).
+BLAS_THREADS = "1"
+
+
 def main(argv: list[str] | None = None) -> int:
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

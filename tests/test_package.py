@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from qperf_viewer import __version__, config
 from qperf_viewer.cli import main
@@ -86,3 +89,28 @@ def test_app_icon_has_the_bundled_sizes(qapp):
 
     sizes = {(s.width(), s.height()) for s in app_icon().availableSizes()}
     assert {(16, 16), (48, 48), (256, 256)} <= sizes
+
+
+BLAS_PROBE = """
+import os, sys
+from qperf_viewer.cli import main
+assert 'numpy' not in sys.modules, 'numpy imported with the CLI module'
+try:
+    main(['map', '--help'])
+except SystemExit:
+    pass
+print(os.environ.get('OPENBLAS_NUM_THREADS'))
+"""
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("2", "2")])
+def test_cli_limits_numpy_blas_threads_before_numpy_loads(preset, expected):
+    """The analysis runs slices on worker processes; the CLI asks for one OpenBLAS thread
+    before numpy is first imported (OpenBLAS reads it once), unless the environment sets it."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == expected

@@ -145,3 +145,38 @@ def test_background_imports_finish_before_workers_fork(monkeypatch):
     out = run_in_processes(_square_in_worker, [2, 3], 2, StageClock())
     assert [v for v, _ in out] == [4, 9]
     assert not th.is_alive() and common._BACKGROUND_IMPORTS == []
+
+
+UNPICKLABLE_TASK = """
+from qperf_viewer.pipeline.common import StageClock, WorkerPool
+
+def square(x, clock):
+    return x * x
+
+for good in (False, True, False, True):
+    with WorkerPool(2, StageClock(), shared=[1, 2], shared_fn=square) as pool:
+        bad = [pool.submit(square, lambda: 1) for _ in range(4)]  # cannot be sent to a worker
+        for f in bad[: 4 if good else 1]:  # without: leave while the others are on their way
+            try:
+                f.result()
+                raise SystemExit("no error for an unpicklable task")
+            except Exception:  # PicklingError or AttributeError, by Python version
+                pass
+        if good:  # and other tasks still run
+            assert pool.submit_shared(1).result() == 4 and pool.submit(square, 3).result() == 9
+print("closed")
+"""
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_worker_pool_reports_an_unsendable_task_and_still_closes():
+    """A task whose inputs fail to pickle fails alone; closing the pool afterwards must not
+    wait for ever (CPython's process pool keeps waiting for that task's result)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", UNPICKLABLE_TASK], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "closed" and "Traceback" not in out.stderr

@@ -42,24 +42,29 @@ from qperf_viewer.pipeline.common import (
     Progress,
     Segmenter,
     StageClock,
+    WorkerPool,
     check_cancel,
     default_workers,
     monotonic_progress,
     report_progress,
-    run_in_processes,
     run_parallel,
 )
 from qperf_viewer.pipeline.edits import SECTOR_PREFIXES, apply_saved_edits, slice_position
 from qperf_viewer.pipeline.segmenter import OnnxSegmenter
 from qperf_viewer.pipeline.slices import (
+    apply_map,
     condition_delays,
     consistent_insertion_points,
+    delay_job,
     failed_slice,
     finish_slice,
+    map_job,
     motion_correct,
     nearest_position,
     prepare_slice,
     quantify_slice,
+    run_delay_job,
+    run_map_job,
     slice_curves,
     slice_reference_delay,
 )
@@ -107,22 +112,49 @@ def _slice_delay(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, 
         return None
 
 
-#: What stage 4 (:func:`_quantify`) changes on a SliceResult: a forked worker returns these.
-MAP_FIELDS = ("mbf", "mbf_valid", "maps", "flags", "map_delay_s")
+def _sectors(name: str, slices: list[SliceResult], cd, clock: StageClock) -> None:
+    """AHA sectors of a condition's slices (RV insertion points made consistent first); ``cd``
+    the condition's data (slice positions)."""
+    with clock("sectors"):
+        try:
+            consistent_insertion_points(slices)
+        except Exception:  # noqa: BLE001 - a check; the detected points stay
+            log.warning("%s: RV insertion consistency check failed", name, exc_info=True)
+    for k, sr in enumerate(slices):
+        if sr.segmentation is None:
+            continue
+        try:
+            finish_slice(sr, nearest_position([s.position for s in cd.slices], k), clock)
+        except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+            log.warning("%s slice %d: sectors failed", name, sr.slice_index, exc_info=True)
+            sr.flags.append(f"AHA segments undefined: {_why(exc)}")
 
 
-def _map_fields(sr: SliceResult) -> dict[str, Any]:
-    return {name: getattr(sr, name) for name in MAP_FIELDS}
-
-
-def _quantify(sr: SliceResult, aif, key: str, clock: StageClock, hct: float, delay) -> None:
-    """MBF map of one slice; a failure becomes a flag on the slice."""
-    if sr.gd is None and sr.segmentation is not None:
-        sr.flags.append(FLAG_NO_GD)
-    if aif is None or sr.gd is None:
-        return
+def _job(make, sr: SliceResult, aif, key: str, clock: StageClock, hct: float):
+    """A slice's kinetic job (``make``: delay_job or map_job); None when it cannot be made."""
     try:
-        quantify_slice(sr, aif, key, clock, hct, delay)
+        return make(sr, aif, key, clock, hct)
+    except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
+        log.warning("%s slice %d: MBF inputs failed", sr.condition, sr.slice_index, exc_info=True)
+        if make is map_job:
+            sr.flags.append(f"MBF failed: {_why(exc)}")
+        return None
+
+
+def _delay_result(future, sr: SliceResult) -> float | None:
+    try:
+        return future.result()
+    except CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the slice's own fit reports the problem
+        log.warning("slice %d: reference delay failed", sr.slice_index, exc_info=True)
+        return None
+
+
+def _map_result(future, sr: SliceResult) -> None:
+    """Put a finished MBF map into its slice; a failure becomes a flag on the slice."""
+    try:
+        apply_map(sr, future.result())
     except CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
@@ -250,94 +282,84 @@ def analyze_exam(
         step(f"{name} slice {k + 1}/{n}: motion correction, segmentation, Gd done")
         return sr
 
-    # stage 1: every slice of both conditions: motion correction (many small numpy calls that
-    # hold the GIL: forked worker processes), then here, as each slice comes back,
-    # segmentation (onnxruntime, which runs without the GIL), Gd conversion on threads
+    # One pool of worker processes for the whole analysis (motion correction and kinetic
+    # fits: many small numpy calls that hold the GIL); segmentation (onnxruntime, which runs
+    # without the GIL), Gd conversion, sectors and the AIF run here on threads. Each condition
+    # moves on as soon as its own slices are ready: 1. motion correction (workers), then
+    # segmentation and Gd (threads) per slice; 2. per condition: sectors, the AIF, 3. each
+    # slice's reference delay (workers); 4. per condition: the map delay, each slice's MBF
+    # map (workers). The workers get the slices when they fork and the kinetic inputs
+    # pickled (:class:`~qperf_viewer.pipeline.slices.KineticJob`).
     report_progress(progress, 0.0, "motion correction, segmentation, Gd conversion")
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+    hct = options.hematocrit
     n_threads = default_workers() if workers is None else max(1, int(workers))
-    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="qperf") as pool:
-        pending: dict[int, Any] = {}
-
-        def moco_done(i: int, motion) -> None:
-            pending[i] = pool.submit(prepare, tasks[i], motion)
-
-        run_in_processes(_moco_one, tasks, workers, clock, cancel=cancel, done=moco_done)
-        prepared = [pending[i].result() for i in range(len(tasks))]
-    by_cond: dict[str, list[SliceResult]] = {n: [] for n in names}
-    for (name, _, _), sr in zip(tasks, prepared, strict=True):
-        by_cond[name].append(sr)
-    # the RV insertion points of a condition's slices agree; then the AHA sectors
-    for name in names:
-        with clock("sectors"):
-            try:
-                consistent_insertion_points(by_cond[name])
-            except Exception:  # noqa: BLE001 - a check; the detected points stay
-                log.warning("%s: RV insertion consistency check failed", name, exc_info=True)
-
-    def finish(task) -> None:
-        name, k, _ = task
-        sr = by_cond[name][k]
-        if sr.segmentation is None:
-            return
-        try:
-            pos = nearest_position([s.position for s in exam.conditions[name].slices], k)
-            finish_slice(sr, pos, clock)
-        except Exception as exc:  # noqa: BLE001 - one bad slice never sinks the rest
-            log.warning("%s slice %d: sectors failed", name, sr.slice_index, exc_info=True)
-            sr.flags.append(f"AHA segments undefined: {_why(exc)}")
-
-    run_parallel(finish, tasks, workers)
+    by_cond: dict[str, list[Any]] = {n: [None] * len(exam.conditions[n].slices) for n in names}
     aifs: dict[str, tuple] = {n: (None, AIF_NONE, []) for n in names}
-    if quantify:
-        # stage 2: the AIF of each condition
-        def find_aif(name: str):
-            check_cancel(cancel)
+    delays: dict[str, dict[int, float | None]] = {n: {} for n in names}
+    index = {(n, k): i for i, (n, k, _) in enumerate(tasks)}
+    with (
+        WorkerPool(workers, clock, cancel=cancel, shared=tasks, shared_fn=_moco_one) as pool,
+        ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="qperf") as threads,
+    ):
+        jobs: dict[Any, tuple[str, int]] = {}
+
+        def condition_ready(name: str) -> None:
+            """Sectors, AIF and the delay fits of a condition whose slices are prepared."""
+            slices = by_cond[name]
+            _sectors(name, slices, exam.conditions[name], clock)
+            if not quantify:
+                return
             with clock("aif"):
-                return condition_aif(
-                    exam.conditions[name], by_cond[name], exam.field_strength_t, options
+                aifs[name] = condition_aif(
+                    exam.conditions[name], slices, exam.field_strength_t, options
                 )
-
-        report_progress(progress, done[0] / steps, "arterial input functions")
-        aifs = dict(zip(names, run_parallel(find_aif, names, workers), strict=True))
-        # stage 3: each condition's map delay from its slices' reference delays
-        report_progress(progress, done[0] / steps, "bolus-arrival delays")
-        hct = options.hematocrit
-        flat = [(n, sr) for n in names for sr in by_cond[n]]
-        # stages 3 and 4 are kinetic fits (many small numpy calls that hold the GIL): forked
-        # worker processes; the slices come back from them as values (see _map_fields)
-
-        def delay_one(item, clk: StageClock):
-            name, sr = item
             aif = aifs[name][0]
-            return None if aif is None else _slice_delay(sr, aif, key, clk, hct, None)
+            for k, sr in enumerate(slices):
+                job = None if aif is None else _job(delay_job, sr, aif, key, clock, hct)
+                if job is None:
+                    delays[name][k] = None
+                else:
+                    jobs[pool.submit(run_delay_job, job)] = ("delay", index[name, k])
+            delays_done(name)
 
-        raw = run_in_processes(delay_one, flat, workers, clock, cancel=cancel)
-        delay_of: dict[int, float | None] = {}
-        for n in names:
-            own = [d for (c, _), d in zip(flat, raw, strict=True) if c == n]
-            for sr, d in zip(by_cond[n], condition_delays(own), strict=True):
-                delay_of[id(sr)] = d
+        def delays_done(name: str) -> None:
+            """The MBF maps of a condition once all its slices' delays are known."""
+            slices = by_cond[name]
+            if len(delays[name]) < len(slices):
+                return
+            aif = aifs[name][0]
+            ds = condition_delays([delays[name][k] for k in range(len(slices))])
+            for k, (sr, d) in enumerate(zip(slices, ds, strict=True)):
+                if sr.gd is None and sr.segmentation is not None:
+                    sr.flags.append(FLAG_NO_GD)
+                if aif is None or sr.gd is None:
+                    continue
+                job = _job(map_job, sr, aif, key, clock, hct)
+                if job is not None:
+                    jobs[pool.submit(run_map_job, job, d)] = ("map", index[name, k])
 
-        # stage 4: pixelwise MBF maps
-        def quantify_one(item, clk: StageClock, delay: float | None) -> dict[str, Any]:
-            name, sr = item
-            _quantify(sr, aifs[name][0], key, clk, hct, delay)
-            return _map_fields(sr)
-
-        def map_done(i: int, _fields) -> None:
-            name, sr = flat[i]
-            n = len(by_cond[name])
-            step(f"{name} slice {by_cond[name].index(sr) + 1}/{n}: MBF map done")
-
-        fields = run_in_processes(
-            quantify_one, flat, workers, clock, cancel=cancel, done=map_done,
-            args=[(delay_of[id(sr)],) for _, sr in flat],
-        )  # fmt: skip
-        for (_, sr), f in zip(flat, fields, strict=True):
-            for name, value in f.items():
-                setattr(sr, name, value)
+        for i in range(len(tasks)):
+            jobs[pool.submit_shared(i)] = ("moco", i)
+        while jobs:
+            finished, _ = wait(list(jobs), timeout=0.1, return_when=FIRST_COMPLETED)
+            pool.check_cancel()
+            for f in finished:
+                kind, i = jobs.pop(f)
+                name, k, _ = tasks[i]
+                if kind == "moco":
+                    jobs[threads.submit(prepare, tasks[i], f.result())] = ("prepare", i)
+                elif kind == "prepare":
+                    by_cond[name][k] = f.result()
+                    if all(sr is not None for sr in by_cond[name]):
+                        condition_ready(name)
+                elif kind == "delay":
+                    delays[name][k] = _delay_result(f, by_cond[name][k])
+                    delays_done(name)
+                else:
+                    _map_result(f, by_cond[name][k])
+                    step(f"{name} slice {k + 1}/{len(by_cond[name])}: MBF map done")
     conditions: dict[str, ConditionResult] = {}
     for name in names:
         cd = exam.conditions[name]

@@ -162,10 +162,181 @@ def processes_available() -> bool:
 
 
 def _fork_call(job: int, index: int, args: tuple) -> tuple[Any, dict[str, float]]:
-    """Runs in a forked worker: the job's function on one item with a fresh stage clock."""
+    """Runs in a forked worker: the pool's shared function on one inherited item, with a fresh
+    stage clock."""
     fn, items = _FORK_JOBS[job]
     clock = StageClock()
     return fn(items[index], clock, *args), clock.t
+
+
+def _run_payload(payload: bytes) -> tuple[Any, dict[str, float]]:
+    """Runs in a worker: a call pickled by :meth:`WorkerPool.submit` in the analysis process."""
+    import pickle
+
+    fn, *args = pickle.loads(payload)
+    return fn(*args)
+
+
+def _pickled_call(fn: Callable[..., Any], item: Any, args: tuple) -> tuple[Any, dict[str, float]]:
+    """Runs in a worker: ``fn(item, clock, *args)`` on pickled inputs, with a fresh clock."""
+    clock = StageClock()
+    return fn(item, clock, *args), clock.t
+
+
+class WorkerPool:
+    """One set of forked worker processes for a whole analysis (threads where processes are
+    not available), with tasks ``fn(item, clock, *args)``.
+
+    For pure numpy/scipy work that holds the GIL often (motion correction, the kinetic fits:
+    two forked workers ran a condition's delay fits 1.9x faster than one, two threads 1.3x).
+    One pool serves all stages, so that a stage of one condition runs while the other
+    condition is still in an earlier stage (no idle core at a stage boundary) and the workers
+    fork once.
+
+    - :meth:`submit_shared` runs ``shared_fn`` on ``shared[i]``: both are inherited by the
+      workers when they fork (at the first submit), so they need not be picklable.
+    - :meth:`submit` sends a module-level ``fn`` and its inputs by pickling (data made after
+      the fork).
+
+    Each task's stage times are added to ``clock``. Tasks of a worker process that dies
+    (e.g. killed for memory) are run again on threads of this process, as are all later
+    tasks. Without ``fork`` (Windows), with ``$QPERF_PROCESSES=0`` or one worker, tasks run on
+    ``workers`` threads of this process with ``clock`` itself. :meth:`check_cancel` stops the
+    workers and raises CancelledError when ``cancel`` is set. Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        workers: int | None,
+        clock: StageClock,
+        *,
+        cancel: Any = None,
+        shared: Sequence[Any] = (),
+        shared_fn: Callable[..., Any] | None = None,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.n = default_workers() if workers is None else max(1, int(workers))
+        self.clock = clock
+        self.cancel = cancel
+        self.shared, self.shared_fn = shared, shared_fn
+        self.processes = self.n > 1 and processes_available()
+        self._threads = ThreadPoolExecutor(max_workers=self.n, thread_name_prefix="qperf")
+        self._ex: Any = None
+        self._broken = False
+        self._stopped = False
+        self._job = next(_FORK_IDS)
+        if self.processes:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            _wait_for_background_imports()
+            _FORK_JOBS[self._job] = (shared_fn, shared)  # before the workers fork
+            self._ex = ProcessPoolExecutor(
+                max_workers=self.n, mp_context=multiprocessing.get_context("fork")
+            )
+        else:
+            _start_deferred_imports()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def submit_shared(self, index: int, *args: Any):
+        """Future of ``shared_fn(shared[index], clock, *args)``."""
+        if self.shared_fn is None:
+            raise ValueError("this pool has no shared function")
+        fn, item = self.shared_fn, self.shared[index]
+        return self._submit(fn, item, args, (_fork_call, self._job, index, args))
+
+    def submit(self, fn: Callable[..., R], item: Any, *args: Any):
+        """Future of ``fn(item, clock, *args)``; in a worker process ``fn``, ``item`` and
+        ``args`` are pickled (``fn`` must be a module-level function)."""
+        return self._submit(fn, item, args, (_pickled_call, fn, item, args))
+
+    def _submit(self, fn, item, args: tuple, call: tuple):
+        if self._ex is None or self._broken:
+            return self._threads.submit(fn, item, self.clock, *args)
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        outer: Future = Future()
+
+        def finished(inner) -> None:
+            try:
+                value, times = inner.result()
+            except BrokenProcessPool as exc:
+                if self._stopped:  # terminated on cancel: nothing is run again
+                    outer.set_exception(exc)
+                    return
+                self._broken = True
+                log.warning("a worker process stopped; its task runs on a thread instead")
+                self._chain(self._threads.submit(fn, item, self.clock, *args), outer)
+                return
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                outer.set_exception(exc)
+                return
+            with self.clock._lock:
+                for k, v in times.items():
+                    self.clock.t[k] = self.clock.t.get(k, 0.0) + v
+            outer.set_result(value)
+
+        import pickle
+
+        try:
+            # pickled here, not on the pool's feeder thread: a task that cannot be sent fails
+            # alone (the pool would otherwise wait for its result for ever, CPython 3.11)
+            payload = pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - delivered through the future
+            outer.set_exception(exc)
+            return outer
+        try:
+            inner = self._ex.submit(_run_payload, payload)
+        except BrokenProcessPool:
+            self._broken = True
+            return self._threads.submit(fn, item, self.clock, *args)
+        _start_deferred_imports()  # the workers are forked (all at the first submit)
+        inner.add_done_callback(finished)
+        return outer
+
+    @staticmethod
+    def _chain(src, dst) -> None:
+        def copy(f) -> None:
+            exc = f.exception()
+            if exc is not None:
+                dst.set_exception(exc)
+            else:
+                dst.set_result(f.result())
+
+        src.add_done_callback(copy)
+
+    def check_cancel(self) -> None:
+        """Stop the workers and raise CancelledError when the analysis is cancelled."""
+        if _cancelled(self.cancel):
+            self._terminate()
+            raise CancelledError(
+                "analysis cancelled", hint="Start the analysis again to finish it."
+            )
+
+    def _terminate(self) -> None:
+        self._stopped = True
+        if self._ex is not None:
+            for p in list(getattr(self._ex, "_processes", {}).values()):
+                p.terminate()
+
+    def close(self) -> None:
+        """Wait for the workers and threads to finish their tasks and stop them (workers of a
+        cancelled analysis are terminated)."""
+        try:
+            if self._ex is not None:
+                if _cancelled(self.cancel):
+                    self._terminate()
+                self._ex.shutdown(wait=True, cancel_futures=True)
+            self._threads.shutdown(wait=True, cancel_futures=True)
+        finally:
+            _FORK_JOBS.pop(self._job, None)
 
 
 def run_in_processes(
@@ -179,86 +350,51 @@ def run_in_processes(
     done: Callable[[int, R], Any] | None = None,
 ) -> list[R]:
     """``[fn(x, clock, *a) for x, a in zip(items, args)]`` on up to ``workers`` forked
-    processes, results in input order; each worker's stage times are added to ``clock``.
+    processes (a :class:`WorkerPool`), results in input order; each worker's stage times are
+    added to ``clock``.
 
-    For pure numpy/scipy work that holds the GIL often (the kinetic fits: two forked workers
-    ran a condition's delay fits 1.9x faster than one, two threads 1.3x). The workers are
-    forked, so ``fn`` and ``items`` need not be picklable (per-item ``args`` and the results
-    must be); ``fn`` must not rely on side effects in this process: it returns what it
-    changes. Falls back to :func:`run_parallel` on threads (with ``clock``) for one worker or
-    item, without ``fork`` (Windows) or with ``$QPERF_PROCESSES=0``, and for the items left
-    when a worker process dies. The first exception (in input order) is raised after all
-    calls have finished; ``cancel`` stops the workers and raises CancelledError. ``done(i,
-    result)`` is called as each item finishes (e.g. progress; in this process, or on the
-    worker thread in the fallback)."""
-    from concurrent.futures import ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    The workers are forked, so ``fn`` and ``items`` need not be picklable (per-item ``args``
+    and the results must be); ``fn`` must not rely on side effects in this process: it
+    returns what it changes. Runs on threads (with ``clock``) for one worker or item, without
+    ``fork`` (Windows) or with ``$QPERF_PROCESSES=0``, and for the items left when a worker
+    process dies. The first exception (in input order) is raised after all calls have
+    finished; ``cancel`` stops the workers and raises CancelledError. ``done(i, result)`` is
+    called as each item finishes (e.g. progress; in this process)."""
+    from concurrent.futures import wait
 
     extra = [()] * len(items) if args is None else [tuple(a) for a in args]
     if len(extra) != len(items):
         raise ValueError(f"{len(extra)} argument tuples for {len(items)} items")
     n = default_workers() if workers is None else max(1, int(workers))
 
-    def one(i: int) -> R:
-        value = fn(items[i], clock, *extra[i])
-        if done is not None:
-            done(i, value)
-        return value
-
-    def inline(idx: Sequence[int]) -> list[R]:
-        return run_parallel(one, list(idx), n)
-
     if n == 1 or len(items) <= 1 or not processes_available():
         _start_deferred_imports()
-        return inline(range(len(items)))
-    import multiprocessing
 
-    _wait_for_background_imports()
-    job = next(_FORK_IDS)
-    _FORK_JOBS[job] = (fn, items)  # set before the workers fork: they inherit it
+        def one(i: int) -> R:
+            value = fn(items[i], clock, *extra[i])
+            if done is not None:
+                done(i, value)
+            return value
+
+        return run_parallel(one, list(range(len(items))), n)
     results: dict[int, R] = {}
     errors: dict[int, BaseException] = {}
-    broken: list[int] = []
-    try:
-        ex = ProcessPoolExecutor(
-            max_workers=min(n, len(items)), mp_context=multiprocessing.get_context("fork")
-        )
-        try:
-            futures = {ex.submit(_fork_call, job, i, extra[i]): i for i in range(len(items))}
-            _start_deferred_imports()  # the workers are forked (all at the first submit)
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.1)
-                for f in finished:
-                    i = futures[f]
-                    try:
-                        value, times = f.result()
-                    except BrokenProcessPool:
-                        broken.append(i)
-                        continue
-                    except BaseException as exc:  # noqa: BLE001 - raised below, in order
-                        errors[i] = exc
-                        continue
-                    results[i] = value
-                    if done is not None:
-                        done(i, value)
-                    with clock._lock:
-                        for k, v in times.items():
-                            clock.t[k] = clock.t.get(k, 0.0) + v
-                if pending and _cancelled(cancel):
-                    for p in list(getattr(ex, "_processes", {}).values()):
-                        p.terminate()
-                    raise CancelledError(
-                        "analysis cancelled", hint="Start the analysis again to finish it."
-                    )
-        finally:
-            ex.shutdown(wait=True, cancel_futures=True)
-    finally:
-        _FORK_JOBS.pop(job, None)
-    if broken:
-        log.warning("a worker process stopped; %d item(s) run on threads instead", len(broken))
-        for i, value in zip(sorted(broken), inline(sorted(broken)), strict=True):
-            results[i] = value
+    with WorkerPool(min(n, len(items)), clock, cancel=cancel, shared=items, shared_fn=fn) as pool:
+        futures = {pool.submit_shared(i, *extra[i]): i for i in range(len(items))}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.1)
+            for f in finished:
+                i = futures[f]
+                try:
+                    results[i] = f.result()
+                except BaseException as exc:  # noqa: BLE001 - raised below, in order
+                    errors[i] = exc
+                    continue
+                if done is not None:
+                    done(i, results[i])
+            if pending:
+                pool.check_cancel()
     if errors:
         raise errors[min(errors)]
     return [results[i] for i in range(len(items))]

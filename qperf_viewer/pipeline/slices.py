@@ -434,18 +434,55 @@ def _map_inputs(sr: SliceResult):
     return myo, region, core, times, sr.gd[dyn]
 
 
-def slice_reference_delay(
+@dataclasses.dataclass
+class KineticJob:
+    """Inputs of one slice's kinetic fits, made in the analysis process and sent (pickled) to
+    a worker: :func:`run_delay_job` (bolus-arrival delay) and :func:`run_map_job` (pixel map).
+
+    aif: the condition's AIF (whole-blood Gd, mmol/L). times: the slice's dynamic frame times
+    (T,), s. typical: the mean tissue-like Gd curve of the myocardial core (T,), mmol/L (the
+    reference delay). reference: the same without the earliest-enhancing pixels (the BTEX
+    lattice centre; map jobs). tissue: Gd of the map region's pixels, (T, N) in mmol/L (map
+    jobs). model: 'btex' or 'fermi'; hematocrit: fraction.
+    """
+
+    aif: Curve
+    times: np.ndarray
+    typical: np.ndarray
+    model: str
+    hematocrit: float
+    reference: np.ndarray | None = None
+    tissue: np.ndarray | None = None
+
+
+def delay_job(
     sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
-) -> float | None:
-    """Bolus-arrival delay (s) of a slice's map from its myocardial core curve
-    (:func:`reference_delay`); None when the slice has no map inputs or no fit."""
+) -> KineticJob | None:
+    """The inputs of a slice's reference delay; None when the slice has no map inputs."""
     inputs = _map_inputs(sr)
     if inputs is None:
         return None
     _, _, core, times, gd = inputs
     with clock("mbf"):
-        typical = _typical_curve(gd, core, aif)
-        return reference_delay(aif, typical, times, model, hematocrit=hematocrit)
+        return KineticJob(aif, times, _typical_curve(gd, core, aif), model, hematocrit)
+
+
+def run_delay_job(job: KineticJob, clock: StageClock) -> float | None:
+    """Reference bolus-arrival delay (s) of a :func:`delay_job` (:func:`reference_delay`);
+    None when the curve cannot be fitted."""
+    with clock("mbf"):
+        return reference_delay(
+            job.aif, job.typical, job.times, job.model, hematocrit=job.hematocrit
+        )
+
+
+def slice_reference_delay(
+    sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
+) -> float | None:
+    """Bolus-arrival delay (s) of a slice's map from its myocardial core curve
+    (:func:`reference_delay`); None when the slice has no map inputs or no fit."""
+    job = delay_job(sr, aif, model, clock, hematocrit)
+    return None if job is None else run_delay_job(job, clock)
 
 
 #: Largest difference (s) kept between a slice's reference delay and its condition's median
@@ -472,35 +509,45 @@ def condition_delays(delays: list[float | None]) -> list[float | None]:
     return [med if d is None else float(np.clip(d, med - w, med + w)) for d in delays]
 
 
-def quantify_slice(
-    sr: SliceResult,
-    aif: Curve,
-    model: str,
-    clock: StageClock,
-    hematocrit: float = 0.42,
-    delay: float | None = None,
-) -> None:
-    """Pixelwise MBF over the myocardium dilated by :data:`MAP_MARGIN_MM`; fills ``mbf``,
-    ``mbf_valid`` and ``maps`` of ``sr`` (float32 / bool (Y, X), 0 / False outside).
-
-    delay: the map's bolus-arrival delay (s; default: the slice's own reference delay, see
-    :func:`condition_delays` for the condition-level value the pipeline passes)."""
-    from qperf_viewer.quant.mapping import mbf_map
-
+def map_job(
+    sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
+) -> KineticJob | None:
+    """The inputs of a slice's pixel map (:func:`run_map_job`); None without map inputs."""
     inputs = _map_inputs(sr)
     if inputs is None:
-        return
-    myo, region, core, times, gd = inputs
+        return None
+    _, region, core, times, gd = inputs
+    with clock("mbf"):
+        return KineticJob(
+            aif, times, _typical_curve(gd, core, aif), model, hematocrit,
+            # the lattice centre: without the earliest-enhancing core pixels (blood spill)
+            reference=_typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT),
+            tissue=gd[:, region],
+        )  # fmt: skip
+
+
+def run_map_job(job: KineticJob, clock: StageClock, delay: float | None = None):
+    """Pixelwise MBF of a :func:`map_job` (:func:`qperf_viewer.quant.mapping.mbf_map`, pixels
+    in the order of the map region); delay: the map's bolus-arrival delay (s; None: the
+    slice's own reference delay)."""
+    from qperf_viewer.quant.mapping import mbf_map
+
     with clock("mbf"):
         if delay is None:
-            typical = _typical_curve(gd, core, aif)
-            delay = reference_delay(aif, typical, times, model, hematocrit=hematocrit)
-        # the lattice centre: without the earliest-enhancing core pixels (blood spill)
-        typical = _typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT)
-        m = mbf_map(
-            aif.values, gd[:, region].T, times, model=model, aif_times_s=aif.times_s,
-            delay_s=delay, reference_curve=typical, hematocrit=hematocrit,
+            delay = reference_delay(
+                job.aif, job.typical, job.times, job.model, hematocrit=job.hematocrit
+            )
+        return mbf_map(
+            job.aif.values, job.tissue.T, job.times, model=job.model,
+            aif_times_s=job.aif.times_s, delay_s=delay, reference_curve=job.reference,
+            hematocrit=job.hematocrit,
         )  # fmt: skip
+
+
+def apply_map(sr: SliceResult, m) -> None:
+    """Put a pixel map (:func:`run_map_job`) into ``sr``: ``mbf``, ``mbf_valid``, ``maps``
+    (float32 / bool (Y, X), 0 / False outside the map region), ``map_delay_s`` and flags."""
+    myo, region, _, _, _ = _map_inputs(sr)
     shape = region.shape
     gd_ok = sr.maps.get("gd_valid", np.ones(shape, bool))[region]
     valid = np.asarray(m.reliable, bool) & gd_ok
@@ -525,3 +572,23 @@ def quantify_slice(
     sr.flags += [f"MBF: {f}" for f in m.flags if "of fits" not in f]
     if frac < 0.5:
         sr.flags.append(f"MBF: only {100 * frac:.0f}% of myocardial pixels reliable")
+
+
+def quantify_slice(
+    sr: SliceResult,
+    aif: Curve,
+    model: str,
+    clock: StageClock,
+    hematocrit: float = 0.42,
+    delay: float | None = None,
+) -> None:
+    """Pixelwise MBF over the myocardium dilated by :data:`MAP_MARGIN_MM`; fills ``mbf``,
+    ``mbf_valid`` and ``maps`` of ``sr`` (float32 / bool (Y, X), 0 / False outside).
+
+    delay: the map's bolus-arrival delay (s; default: the slice's own reference delay, see
+    :func:`condition_delays` for the condition-level value the pipeline passes). The same as
+    :func:`map_job`, :func:`run_map_job` and :func:`apply_map`, which the pipeline runs with
+    the fit in a worker process."""
+    job = map_job(sr, aif, model, clock, hematocrit)
+    if job is not None:
+        apply_map(sr, run_map_job(job, clock, delay))
