@@ -5,10 +5,9 @@ No arguments open the GUI; ``qperf-viewer --help`` lists the subcommands. The bu
 """
 
 import multiprocessing
-import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # a frozen child process must not re-run the CLI
-    from qperf_viewer.cli import main
+    from qperf_viewer.cli import run
 
-    sys.exit(main())
+    run()

@@ -1,3 +1,3 @@
-from qperf_viewer.cli import main
+from qperf_viewer.cli import run
 
-raise SystemExit(main())
+run()

@@ -114,3 +114,24 @@ def test_cli_limits_numpy_blas_threads_before_numpy_loads(preset, expected):
         [sys.executable, "-c", BLAS_PROBE], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", "qperf-viewer"),
+        (["analyze", "/no/such/exam"], 2, "stderr", "no such file or folder"),
+        (["--no-such-option"], 2, "stderr", "unrecognized arguments"),
+    ],
+)
+def test_console_entry_keeps_exit_status_and_flushes_output(args, status, stream, text, tmp_path):
+    """``python -m qperf_viewer`` ends with an immediate exit after main(): the status, the
+    (piped, so buffered) output and the log messages must all still come out."""
+    out = subprocess.run(
+        [sys.executable, "-m", "qperf_viewer", "-v", *args] if args[0] == "analyze"
+        else [sys.executable, "-m", "qperf_viewer", *args],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, QPERF_HOME=str(tmp_path)),
+    )  # fmt: skip
+    assert out.returncode == status
+    assert text in getattr(out, stream)
