@@ -180,3 +180,29 @@ def test_worker_pool_reports_an_unsendable_task_and_still_closes():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "closed" and "Traceback" not in out.stderr
+
+
+def _started_at(seconds: float, clock: StageClock) -> float:
+    t = time.time()
+    time.sleep(seconds)
+    return t
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_worker_pool_sends_waiting_tasks_by_priority():
+    """Tasks wait in the analysis process until a worker is idle; then the lowest priority
+    value goes first, e.g. a condition's delay fits before the other condition's maps."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from qperf_viewer.pipeline.common import WorkerPool
+
+    with WorkerPool(2, StageClock()) as pool:
+        busy = [pool.submit(_started_at, 0.4) for _ in range(2)]  # both workers busy
+        late = [pool.submit(_started_at, 0.2, priority=2) for _ in range(2)]
+        early = [pool.submit(_started_at, 0.2, priority=p) for p in (1, 0)]
+        pending = set(busy + late + early)
+        while pending:
+            _, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+            pool.pump()
+    assert max(f.result() for f in early) < min(f.result() for f in late)
+    assert min(f.result() for f in early) > max(f.result() for f in busy)

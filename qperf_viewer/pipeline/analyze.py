@@ -289,7 +289,8 @@ def analyze_exam(
     # segmentation and Gd (threads) per slice; 2. per condition: sectors, the AIF, 3. each
     # slice's reference delay (workers); 4. per condition: the map delay, each slice's MBF
     # map (workers). The workers get the slices when they fork and the kinetic inputs
-    # pickled (:class:`~qperf_viewer.pipeline.slices.KineticJob`).
+    # pickled (:class:`~qperf_viewer.pipeline.slices.KineticJob`). An idle worker takes
+    # motion correction first, then delays (the maps wait for them), then maps.
     report_progress(progress, 0.0, "motion correction, segmentation, Gd conversion")
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -321,7 +322,7 @@ def analyze_exam(
                 if job is None:
                     delays[name][k] = None
                 else:
-                    jobs[pool.submit(run_delay_job, job)] = ("delay", index[name, k])
+                    jobs[pool.submit(run_delay_job, job, priority=1)] = ("delay", index[name, k])
             delays_done(name)
 
         def delays_done(name: str) -> None:
@@ -338,13 +339,13 @@ def analyze_exam(
                     continue
                 job = _job(map_job, sr, aif, key, clock, hct)
                 if job is not None:
-                    jobs[pool.submit(run_map_job, job, d)] = ("map", index[name, k])
+                    jobs[pool.submit(run_map_job, job, d, priority=2)] = ("map", index[name, k])
 
         for i in range(len(tasks)):
             jobs[pool.submit_shared(i)] = ("moco", i)
         while jobs:
             finished, _ = wait(list(jobs), timeout=0.1, return_when=FIRST_COMPLETED)
-            pool.check_cancel()
+            pool.pump()
             for f in finished:
                 kind, i = jobs.pop(f)
                 name, k, _ = tasks[i]

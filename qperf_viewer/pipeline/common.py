@@ -4,6 +4,7 @@ the default output folder.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -226,6 +227,10 @@ class WorkerPool:
         self._broken = False
         self._stopped = False
         self._job = next(_FORK_IDS)
+        self._lock = threading.Lock()
+        self._queue: list[tuple] = []  # heap of (priority, order, task) not yet sent
+        self._order = itertools.count()
+        self._running = 0  # tasks sent to the workers and not finished
         if self.processes:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -244,19 +249,23 @@ class WorkerPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def submit_shared(self, index: int, *args: Any):
-        """Future of ``shared_fn(shared[index], clock, *args)``."""
+    def submit_shared(self, index: int, *args: Any, priority: int = 0):
+        """Future of ``shared_fn(shared[index], clock, *args)`` (see :meth:`submit`)."""
         if self.shared_fn is None:
             raise ValueError("this pool has no shared function")
         fn, item = self.shared_fn, self.shared[index]
-        return self._submit(fn, item, args, (_fork_call, self._job, index, args))
+        return self._submit(fn, item, args, (_fork_call, self._job, index, args), priority)
 
-    def submit(self, fn: Callable[..., R], item: Any, *args: Any):
+    def submit(self, fn: Callable[..., R], item: Any, *args: Any, priority: int = 0):
         """Future of ``fn(item, clock, *args)``; in a worker process ``fn``, ``item`` and
-        ``args`` are pickled (``fn`` must be a module-level function)."""
-        return self._submit(fn, item, args, (_pickled_call, fn, item, args))
+        ``args`` are pickled (``fn`` must be a module-level function).
 
-    def _submit(self, fn, item, args: tuple, call: tuple):
+        priority: tasks wait in this process until a worker is idle, then the lowest
+        priority value goes first (then the order of submission), e.g. work that others
+        depend on before work that ends a chain. Call :meth:`pump` as tasks finish."""
+        return self._submit(fn, item, args, (_pickled_call, fn, item, args), priority)
+
+    def _submit(self, fn, item, args: tuple, call: tuple, priority: int = 0):
         if self._ex is None or self._broken:
             return self._threads.submit(fn, item, self.clock, *args)
         from concurrent.futures import Future
@@ -265,6 +274,8 @@ class WorkerPool:
         outer: Future = Future()
 
         def finished(inner) -> None:
+            with self._lock:
+                self._running -= 1
             try:
                 value, times = inner.result()
             except BrokenProcessPool as exc:
@@ -292,14 +303,38 @@ class WorkerPool:
         except Exception as exc:  # noqa: BLE001 - delivered through the future
             outer.set_exception(exc)
             return outer
-        try:
-            inner = self._ex.submit(_run_payload, payload)
-        except BrokenProcessPool:
-            self._broken = True
-            return self._threads.submit(fn, item, self.clock, *args)
-        _start_deferred_imports()  # the workers are forked (all at the first submit)
-        inner.add_done_callback(finished)
+        with self._lock:
+            heapq.heappush(
+                self._queue,
+                (priority, next(self._order), (payload, outer, finished, fn, item, args)),
+            )
+        self.pump()
         return outer
+
+    def pump(self) -> None:
+        """Send waiting tasks to idle workers (call it from the thread that submits, e.g.
+        after each wait for finished tasks); raises CancelledError when cancelled."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.check_cancel()
+        while True:
+            with self._lock:
+                if not self._queue or (self._running >= self.n and not self._broken):
+                    return
+                payload, outer, finished, fn, item, args = heapq.heappop(self._queue)[2]
+                self._running += 1
+            if not self._broken:
+                try:
+                    inner = self._ex.submit(_run_payload, payload)
+                except BrokenProcessPool:
+                    self._broken = True
+                else:
+                    _start_deferred_imports()  # the workers are forked (all at the first submit)
+                    inner.add_done_callback(finished)
+                    continue
+            with self._lock:
+                self._running -= 1
+            self._chain(self._threads.submit(fn, item, self.clock, *args), outer)
 
     @staticmethod
     def _chain(src, dst) -> None:
@@ -394,7 +429,7 @@ def run_in_processes(
                 if done is not None:
                     done(i, results[i])
             if pending:
-                pool.check_cancel()
+                pool.pump()
     if errors:
         raise errors[min(errors)]
     return [results[i] for i in range(len(items))]
