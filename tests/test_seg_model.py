@@ -129,3 +129,16 @@ def test_real_labelled_exams_dice_floor(shared_data):
     res = evaluate_real(root)
     assert len(res["slices"]) == 16
     assert res["myo_dice_mean"] >= REAL_MYO_DICE_FLOOR
+
+
+@needs_model
+def test_model_sessions_are_cached_per_thread_count():
+    """The pipeline runs one onnxruntime thread per inference (two slices at once); a
+    standalone load keeps two. Each count gets its own cached session."""
+    from qperf_viewer.pipeline.segmenter import OnnxSegmenter
+
+    two = load_model(threads=2)
+    one = OnnxSegmenter().load()
+    assert one is not two and load_model(threads=1) is one
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    assert two.session.get_session_options().intra_op_num_threads == 2

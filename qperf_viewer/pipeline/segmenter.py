@@ -21,18 +21,23 @@ class OnnxSegmenter:
     """The shipped ONNX model (:mod:`qperf_viewer.seg.infer`) as a pipeline segmenter.
 
     The model is loaded once (``load()``); a missing or damaged model raises
-    :class:`~qperf_viewer.errors.ModelError`.
+    :class:`~qperf_viewer.errors.ModelError`. threads: onnxruntime threads per inference; the
+    analysis segments two slices at once on threads while motion correction runs in worker
+    processes, so one thread each: 1 instead of 2 cut the end-to-end wall time of
+    ``benchmarks/bench_analyze.py``'s exam by 0.3-1.9 s in 4 alternated pairs of runs (the
+    masks bit for bit the same).
     """
 
-    def __init__(self, models_dir: str | Path | None = None) -> None:
+    def __init__(self, models_dir: str | Path | None = None, threads: int = 1) -> None:
         self.models_dir = models_dir
+        self.threads = max(1, int(threads))
         self._model = None
 
     def load(self):
         if self._model is None:
             from qperf_viewer.seg.infer import load_model
 
-            self._model = load_model(self.models_dir)
+            self._model = load_model(self.models_dir, threads=self.threads)
         return self._model
 
     @property

@@ -104,7 +104,10 @@ def load_model(models_dir: str | Path | None = None, threads: int = 2) -> SegMod
     for p in (onnx_path, meta_path):
         if not p.is_file():
             raise ModelError("the segmentation model file is missing.", path=str(p), hint=hint)
-    key = (str(onnx_path.resolve()), onnx_path.stat().st_mtime_ns, meta_path.stat().st_mtime_ns)
+    key = (
+        str(onnx_path.resolve()), onnx_path.stat().st_mtime_ns, meta_path.stat().st_mtime_ns,
+        int(threads),
+    )  # fmt: skip
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
