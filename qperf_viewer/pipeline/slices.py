@@ -455,16 +455,27 @@ class KineticJob:
     tissue: np.ndarray | None = None
 
 
+def _kinetic_job(
+    sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float, pixels: bool
+) -> KineticJob | None:
+    inputs = _map_inputs(sr)
+    if inputs is None:
+        return None
+    _, region, core, times, gd = inputs
+    with clock("mbf"):
+        job = KineticJob(aif, times, _typical_curve(gd, core, aif), model, hematocrit)
+        if pixels:
+            # the lattice centre: without the earliest-enhancing core pixels (blood spill)
+            job.reference = _typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT)
+            job.tissue = gd[:, region]
+        return job
+
+
 def delay_job(
     sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
 ) -> KineticJob | None:
     """The inputs of a slice's reference delay; None when the slice has no map inputs."""
-    inputs = _map_inputs(sr)
-    if inputs is None:
-        return None
-    _, _, core, times, gd = inputs
-    with clock("mbf"):
-        return KineticJob(aif, times, _typical_curve(gd, core, aif), model, hematocrit)
+    return _kinetic_job(sr, aif, model, clock, hematocrit, pixels=False)
 
 
 def run_delay_job(job: KineticJob, clock: StageClock) -> float | None:
@@ -513,17 +524,7 @@ def map_job(
     sr: SliceResult, aif: Curve, model: str, clock: StageClock, hematocrit: float = 0.42
 ) -> KineticJob | None:
     """The inputs of a slice's pixel map (:func:`run_map_job`); None without map inputs."""
-    inputs = _map_inputs(sr)
-    if inputs is None:
-        return None
-    _, region, core, times, gd = inputs
-    with clock("mbf"):
-        return KineticJob(
-            aif, times, _typical_curve(gd, core, aif), model, hematocrit,
-            # the lattice centre: without the earliest-enhancing core pixels (blood spill)
-            reference=_typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT),
-            tissue=gd[:, region],
-        )  # fmt: skip
+    return _kinetic_job(sr, aif, model, clock, hematocrit, pixels=True)
 
 
 def run_map_job(job: KineticJob, clock: StageClock, delay: float | None = None):
