@@ -11,8 +11,15 @@ ratio to the target on this 2-core machine: total <= 5 s, peak memory < 1.5 GB.
 The first run has an empty header cache (a new folder), the next ones reuse it. Without the
 shipped ONNX model (``models/qperf_seg.onnx``) the child runs the same pipeline with the
 phantom's truth masks as segmenter and says so (model load and inference are then missing).
+Each run's CPU time (user + system, the child and its worker processes) is printed too: on a
+shared machine wall times drift by tens of percent within an hour, CPU time much less.
+
+``--baseline DIR`` compares with other code (e.g. ``git worktree add /tmp/base <rev>``):
+runs alternate between this checkout and ``DIR`` (as ``PYTHONPATH``), and the mean
+difference per pair of wall and CPU time is printed, so that drift hits both alike.
 
     python benchmarks/bench_analyze.py [--repeat N] [--model btex|fermi] [--variant V]
+        [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -68,9 +75,19 @@ def _have_model() -> bool:
     return (config.models_dir() / "qperf_seg.onnx").is_file()
 
 
-def _run_child(exam: Path, out: Path, home: Path, model: str, truth: bool) -> tuple[float, int]:
-    """(wall s, exit status) of one fresh analysis process."""
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run_child(
+    exam: Path, out: Path, home: Path, model: str, truth: bool, code: Path = REPO
+) -> tuple[float, int, float]:
+    """(wall s, exit status, CPU s) of one fresh analysis process running the code in
+    ``code`` (a checkout)."""
     env = dict(os.environ, QPERF_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    if code != REPO:
+        env["PYTHONPATH"] = str(code)
     src = str(exam / "dicom")
     if truth:
         code = CHILD_TRUTH.format(tests=str(REPO / "tests"), src=src, out=str(out),
@@ -79,13 +96,13 @@ def _run_child(exam: Path, out: Path, home: Path, model: str, truth: bool) -> tu
     else:
         cmd = [sys.executable, "-m", "qperf_viewer", "analyze", src, "--out", str(out),
                "--model", model, "--quiet"]  # fmt: skip
-    t = time.perf_counter()
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    dt = time.perf_counter() - t
+    cpu0, t = _cpu_children(), time.perf_counter()
+    res = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
+    dt, cpu = time.perf_counter() - t, _cpu_children() - cpu0
     if res.returncode not in (0, 1):
         print(res.stdout + res.stderr, file=sys.stderr)
         raise SystemExit(f"analysis failed with exit status {res.returncode}")
-    return dt, res.returncode
+    return dt, res.returncode, cpu
 
 
 def main() -> int:
@@ -94,7 +111,10 @@ def main() -> int:
     ap.add_argument("--model", choices=("btex", "fermi"), default="btex")
     ap.add_argument("--variant", default="standard")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--baseline", type=Path, help="other checkout to alternate with")
     args = ap.parse_args()
+    if args.baseline is not None and not (args.baseline / "qperf_viewer").is_dir():
+        raise SystemExit(f"--baseline {args.baseline}: not a qperf-viewer checkout")
     exam = _exam(args.variant, args.seed)
     n_files = sum(1 for p in (exam / "dicom").rglob("*") if p.is_file())
     truth = not _have_model()
@@ -103,14 +123,17 @@ def main() -> int:
     print(f"exam: {exam.name}, {n_files} files; segmentation: {seg}; model {args.model}")
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
     home = Path(tempfile.mkdtemp(prefix="qperf_bench_home_"))
-    rows = []
+    rows, base = [], []
     try:
         for _ in range(args.repeat):
-            out = Path(tempfile.mkdtemp(prefix="qperf_bench_out_"))
-            dt, status = _run_child(exam, out, home, args.model, truth)
-            timings = json.loads((out / "results.json").read_text())["timings_s"]
-            rows.append((dt, status, timings))
-            shutil.rmtree(out, ignore_errors=True)
+            for code, into in ((REPO, rows), (args.baseline, base)):
+                if code is None:
+                    continue
+                out = Path(tempfile.mkdtemp(prefix="qperf_bench_out_"))
+                dt, status, cpu = _run_child(exam, out, home, args.model, truth, code)
+                timings = json.loads((out / "results.json").read_text())["timings_s"]
+                into.append((dt, status, timings, cpu))
+                shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
@@ -125,6 +148,17 @@ def main() -> int:
           + "".join(f"{r[0] - r[2].get('total', 0.0):>10.2f}" for r in rows))  # fmt: skip
     print(f"{'process wall':<16}" + "".join(f"{r[0]:>10.2f}" for r in rows))
     print(f"{'exit status':<16}" + "".join(f"{r[1]:>10d}" for r in rows))
+    print(f"{'CPU (s)':<16}" + "".join(f"{r[3]:>10.2f}" for r in rows))
+    if base:
+        print(f"{'baseline wall':<16}" + "".join(f"{r[0]:>10.2f}" for r in base))
+        print(f"{'baseline CPU':<16}" + "".join(f"{r[3]:>10.2f}" for r in base))
+        dw = [a[0] - b[0] for a, b in zip(rows, base, strict=True)]
+        dc = [a[3] - b[3] for a, b in zip(rows, base, strict=True)]
+        mw = sum(b[0] for b in base) / len(base)
+        mc = sum(b[3] for b in base) / len(base)
+        print(f"this code - baseline ({args.baseline}), mean of {len(dw)} alternated pairs: "
+              f"wall {sum(dw) / len(dw):+.2f} s ({100 * sum(dw) / len(dw) / mw:+.0f}%), "
+              f"CPU {sum(dc) / len(dc):+.2f} s ({100 * sum(dc) / len(dc) / mc:+.0f}%)")  # fmt: skip
     cold, best = rows[0][0], min(r[0] for r in rows)
     print()
     print(f"end-to-end wall, cold header cache: {cold:.2f} s  (target {TARGET_S:.0f} s, "
@@ -132,7 +166,8 @@ def main() -> int:
     print(
         f"end-to-end wall, best of {len(rows)}:       {best:.2f} s  (ratio {best / TARGET_S:.2f})"
     )
-    print(f"peak resident memory of the analysis process: {peak_mb:.0f} MB  (target < "
+    which = "either code's analysis process" if base else "the analysis process"
+    print(f"peak resident memory of {which}: {peak_mb:.0f} MB  (target < "
           f"{TARGET_MB:.0f} MB, ratio {peak_mb / TARGET_MB:.2f})")  # fmt: skip
     if truth:
         print("NOTE: no ONNX model yet; the figures exclude model load and inference.")
