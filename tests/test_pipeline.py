@@ -583,6 +583,35 @@ def test_cancel_stops_the_analysis(run, phantom_dir):
             analyze_exam(run.result.exam, segmenter=TruthSegmenter(phantom_dir), cancel=cancel)
 
 
+def test_cancel_during_the_kinetic_fits_stops_workers(run, phantom_dir):
+    """A cancel while delay fits and maps run in the worker processes ends the analysis with
+    CancelledError, soon, and leaves no worker process behind."""
+    import multiprocessing
+    import threading
+    import time
+
+    from qperf_viewer.errors import CancelledError
+
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(message)
+        if "MBF map done" in message:  # the first map is back: others are still running
+            stop.set()
+
+    t = time.perf_counter()
+    with pytest.raises(CancelledError):
+        analyze_exam(
+            run.result.exam, segmenter=TruthSegmenter(phantom_dir), cancel=stop,
+            progress=progress,
+        )  # fmt: skip
+    assert stop.is_set() and time.perf_counter() - t < 60
+    n_slices = sum(len(c.slices) for c in run.result.exam.conditions.values())
+    assert sum("MBF map done" in m for m in seen) < n_slices  # stopped before the last map
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.skipif(HAVE_MODEL, reason="the segmentation model is installed")
 def test_cli_without_model_says_so(phantom_dir, tmp_path, capsys):
     code = main(["analyze", str(phantom_dir / "dicom"), "--out", str(tmp_path / "out")])
