@@ -131,7 +131,10 @@ def test_console_entry_keeps_exit_status_and_flushes_output(args, status, stream
         [sys.executable, "-m", "qperf_viewer", "-v", *args] if args[0] == "analyze"
         else [sys.executable, "-m", "qperf_viewer", *args],
         capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, QPERF_HOME=str(tmp_path)),
+        env={  # buffered output (as in a pipe to another program), then what is not flushed
+            **{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            "QPERF_HOME": str(tmp_path),
+        },
     )  # fmt: skip
     assert out.returncode == status
     assert text in getattr(out, stream)
