@@ -9,6 +9,7 @@ Handlers return an exit status (0 success, 1 finished with problems, 2 bad input
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -107,10 +108,8 @@ def run(argv: list[str] | None = None) -> NoReturn:
     else:
         logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe: nothing to do
             stream.flush()
-        except (OSError, ValueError):  # closed or broken pipe
-            pass
     os._exit(int(status))
 
 

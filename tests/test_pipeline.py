@@ -43,6 +43,7 @@ from qperf_viewer.pipeline import (
     partial_notes,
     report_data,
 )
+from qperf_viewer.pipeline.common import processes_available
 from qperf_viewer.report.results_json import load_results
 
 SEED, VARIANT = 1, "two_slices"
@@ -415,6 +416,29 @@ def test_failed_motion_correction_in_a_worker_flags_only_that_slice(run, phantom
         np.testing.assert_array_equal(
             cr.slices[k].corrected, run.result.conditions["rest"].slices[k].corrected
         )
+
+
+@pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
+def test_motion_result_that_cannot_come_back_flags_only_that_slice(run, phantom_dir, monkeypatch):
+    """A worker's motion-correction result that cannot be sent back (here: not picklable)
+    makes that slice a failed slice with the reason; the others are analysed as usual."""
+    import qperf_viewer.pipeline.analyze as analyze_mod
+
+    real = analyze_mod._moco_one
+    exam = run.result.exam
+    bad = len(exam.conditions["rest"].slices) - 1
+
+    def unsendable(task, clock):
+        out = real(task, clock)
+        return (lambda: out) if task[2].slice_index == bad else out
+
+    monkeypatch.setattr(analyze_mod, "_moco_one", unsendable)  # inherited by the workers
+    ex2 = dataclasses.replace(exam, conditions={"rest": exam.conditions["rest"]}, flags=[])
+    res = analyze_exam(ex2, segmenter=TruthSegmenter(phantom_dir), quantify=False, workers=2)
+    cr = res.conditions["rest"]
+    assert bad >= 1 and cr.slices[bad].segmentation is None
+    assert any("analysis failed" in f for f in cr.slices[bad].flags)
+    assert all(cr.slices[k].segmentation is not None for k in range(bad))
 
 
 def _copy_tree(src: Path, dst: Path) -> Path:

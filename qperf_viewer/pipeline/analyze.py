@@ -350,7 +350,14 @@ def analyze_exam(
                 kind, i = jobs.pop(f)
                 name, k, _ = tasks[i]
                 if kind == "moco":
-                    jobs[threads.submit(prepare, tasks[i], f.result())] = ("prepare", i)
+                    try:
+                        motion = f.result()
+                    except CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - e.g. a result that did not come back
+                        log.warning("%s slice %d: motion correction failed", name, k, exc_info=True)
+                        motion = (None, _why(exc))
+                    jobs[threads.submit(prepare, tasks[i], motion)] = ("prepare", i)
                 elif kind == "prepare":
                     by_cond[name][k] = f.result()
                     if all(sr is not None for sr in by_cond[name]):
