@@ -50,7 +50,11 @@ How the fit works (fast, vectorised over pixels)
        Without it the best of thousands of noisy correlations drifts to far nodes (the
        interquartile range of pixel MBF / truth is 1.6-1.7x wider on noisy synthetic maps);
        the prior is loose along the flow axis ``a`` so that defects keep their contrast,
-       and pixels that the data determine (small ``s2``) keep their own shape.
+       and pixels that the data determine (small ``s2``) keep their own shape. Fermi does
+       the same on a lattice in ``(log(tau0 + 1 s), log k)`` centred on the median shape of
+       the myocardium-like pixels from a first search over its default grid
+       (``fermi.LATTICE_FROM_PIXELS``, :func:`fermi.pixel_lattice`): the shape fitted on the
+       mean curve sits at another point of Fermi's tau0/k valley than single pixels do.
     6. Window: BTEX uses all frames; Fermi the first pass of the tissue (up to the AIF peak
        plus 0.75 x its rise time, shifted by the delay), as usual for Fermi deconvolution.
     7. Quality: R^2 (threshold: the model's ``MIN_R2``) and RMS residual per fit, a reliability
@@ -867,9 +871,15 @@ def _typical_curve(prep: _Prepared) -> np.ndarray:
     and partial-volume pixels peak with or before the LV blood). The mean is taken over those
     between the 10th and 90th percentile of peak enhancement. Falls back to all curves.
     """
-    c = prep.curves[~prep.invalid]
-    if c.shape[0] == 0:
+    if not (~prep.invalid).any():
         return np.zeros(prep.curves.shape[1])
+    return prep.curves[_typical_rows(prep)].mean(axis=0)
+
+
+def _typical_rows(prep: _Prepared) -> np.ndarray:
+    """Row indices (into ``prep.curves``) of the curves :func:`_typical_curve` averages."""
+    valid = np.flatnonzero(~prep.invalid)
+    c = prep.curves[valid]
     peak_blood = float(prep.aif.max())
     pad = np.concatenate([c[:, :1], c, c[:, -1:]], axis=1)
     sm = (pad[:, :-2] + pad[:, 1:-1] + pad[:, 2:]) / 3.0
@@ -884,7 +894,7 @@ def _typical_curve(prep: _Prepared) -> np.ndarray:
         sel = np.ones(c.shape[0], dtype=bool)
     lo, hi = np.percentile(pk[sel], [10, 90])
     core = sel & (pk >= lo) & (pk <= hi)
-    return c[core if core.sum() >= 3 else sel].mean(axis=0)
+    return valid[core if core.sum() >= 3 else sel]
 
 
 def _reference_delay(
@@ -1074,7 +1084,15 @@ def _fit(
                     mod, problem_all, problem, typical, typical[:, frames], prep.foot, spec
                 )
                 ref_delay = float(ref.delay[0])
-                axes, to_shape = pixel_lattice(ref.shape[0])
+                centre = ref.shape[0]
+                if getattr(mod, "LATTICE_FROM_PIXELS", False):
+                    # the median shape of the myocardium-like pixels (free grid, no prior)
+                    rows = _typical_rows(prep)
+                    first = _grid_search(problem, curves[rows], axes, np.array([ref_delay]))
+                    keep = first.amplitude > 0
+                    if keep.sum() >= 3:
+                        centre = mod.median_shape(first.shape[keep])
+                axes, to_shape = pixel_lattice(centre)
             elif delay_s is None:
                 ref_delay = _reference_delay(
                     mod, problem_all, problem, typical[0], frames, prep.foot
