@@ -877,8 +877,11 @@ def _typical_curve(prep: _Prepared) -> np.ndarray:
 
 
 def _typical_rows(prep: _Prepared) -> np.ndarray:
-    """Row indices (into ``prep.curves``) of the curves :func:`_typical_curve` averages."""
+    """Row indices (into ``prep.curves``) of the curves :func:`_typical_curve` averages
+    (empty when no curve is valid)."""
     valid = np.flatnonzero(~prep.invalid)
+    if valid.size == 0:
+        return valid
     c = prep.curves[valid]
     peak_blood = float(prep.aif.max())
     pad = np.concatenate([c[:, :1], c, c[:, -1:]], axis=1)
@@ -1088,10 +1091,11 @@ def _fit(
                 if getattr(mod, "LATTICE_FROM_PIXELS", False):
                     # the median shape of the myocardium-like pixels (free grid, no prior)
                     rows = _typical_rows(prep)
-                    first = _grid_search(problem, curves[rows], axes, np.array([ref_delay]))
-                    keep = first.amplitude > 0
-                    if keep.sum() >= 3:
-                        centre = mod.median_shape(first.shape[keep])
+                    if rows.size >= 3:
+                        first = _grid_search(problem, curves[rows], axes, np.array([ref_delay]))
+                        keep = first.amplitude > 0
+                        if keep.sum() >= 3:
+                            centre = mod.median_shape(first.shape[keep])
                 axes, to_shape = pixel_lattice(centre)
             elif delay_s is None:
                 ref_delay = _reference_delay(
