@@ -406,9 +406,7 @@ def test_failed_motion_correction_in_a_worker_flags_only_that_slice(run, phantom
         return real(ss, clock)
 
     monkeypatch.setattr(analyze_mod, "motion_correct", broken)  # inherited by the workers
-    ex2 = dataclasses.replace(exam, conditions={"rest": exam.conditions["rest"]}, flags=[])
-    res = analyze_exam(ex2, segmenter=TruthSegmenter(phantom_dir), quantify=False, workers=2)
-    cr = res.conditions["rest"]
+    cr = _rest_only_in_workers(exam, phantom_dir)
     assert bad >= 1 and cr.slices[bad].segmentation is None
     assert any("pixel data of this slice are damaged" in f for f in cr.slices[bad].flags)
     for k in range(bad):
@@ -416,6 +414,14 @@ def test_failed_motion_correction_in_a_worker_flags_only_that_slice(run, phantom
         np.testing.assert_array_equal(
             cr.slices[k].corrected, run.result.conditions["rest"].slices[k].corrected
         )
+
+
+def _rest_only_in_workers(exam, phantom_dir):
+    """The rest condition of ``exam`` alone, motion-corrected and segmented (no kinetics) by
+    two worker processes; returns its ConditionResult."""
+    ex2 = dataclasses.replace(exam, conditions={"rest": exam.conditions["rest"]}, flags=[])
+    res = analyze_exam(ex2, segmenter=TruthSegmenter(phantom_dir), quantify=False, workers=2)
+    return res.conditions["rest"]
 
 
 @pytest.mark.skipif(not processes_available(), reason="no fork on this platform")
@@ -433,9 +439,7 @@ def test_motion_result_that_cannot_come_back_flags_only_that_slice(run, phantom_
         return (lambda: out) if task[2].slice_index == bad else out
 
     monkeypatch.setattr(analyze_mod, "_moco_one", unsendable)  # inherited by the workers
-    ex2 = dataclasses.replace(exam, conditions={"rest": exam.conditions["rest"]}, flags=[])
-    res = analyze_exam(ex2, segmenter=TruthSegmenter(phantom_dir), quantify=False, workers=2)
-    cr = res.conditions["rest"]
+    cr = _rest_only_in_workers(exam, phantom_dir)
     assert bad >= 1 and cr.slices[bad].segmentation is None
     assert any("analysis failed" in f for f in cr.slices[bad].flags)
     assert all(cr.slices[k].segmentation is not None for k in range(bad))
