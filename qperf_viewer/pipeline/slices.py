@@ -479,12 +479,65 @@ def _kinetic_job(
         return None
     _, region, core, times, gd = inputs
     with clock("mbf"):
-        job = KineticJob(aif, times, _typical_curve(gd, core, aif), model, hematocrit)
+        rv = rv_signal(sr) if RV_SPILL else None
+        job = KineticJob(
+            aif, times, remove_rv_spill(_typical_curve(gd, core, aif), rv, aif, times),
+            model, hematocrit,
+        )  # fmt: skip
         if pixels:
             # the lattice centre: without the earliest-enhancing core pixels (blood spill)
-            job.reference = _typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT)
+            ref = _typical_curve(gd, core, aif, times, REFERENCE_TRIM_PERCENT)
+            job.reference = remove_rv_spill(ref, rv, aif, times)
             job.tissue = gd[:, region]
         return job
+
+
+#: Remove the RV blood pool's spill from the myocardial reference curves (True).
+RV_SPILL = True
+#: The RV's signal rise before the AIF's foot must reach this share of its full rise.
+RV_SPILL_MIN_PRE_FOOT = 0.5
+
+
+def rv_signal(sr: SliceResult) -> np.ndarray | None:
+    """(T,) mean signal of the slice's RV blood pool over its dynamic frames minus its
+    pre-contrast level (median of the first three dynamic frames); None without an RV."""
+    seg = sr.automatic or sr.segmentation
+    if seg is None or sr.corrected is None:
+        return None
+    rv = seg.labels == LABEL_RV
+    if rv.sum() < 5:
+        return None
+    dyn = sr.series.dynamic_frames
+    sig = sr.corrected[dyn][:, rv].mean(axis=1).astype(np.float64)
+    return sig - float(np.median(sig[:3]))
+
+
+def remove_rv_spill(
+    curve: np.ndarray, rv: np.ndarray | None, aif: Curve, times: np.ndarray
+) -> np.ndarray:
+    """A myocardial Gd curve (T,) without the RV blood pool's spill (blur and ringing of the
+    k-space window carry the RV's early, bright bolus into the myocardium: the curve rises
+    before the LV blood does, and its fitted bolus arrival comes early).
+
+    The RV's bolus passes before the LV's: over the frames before the AIF's foot (5% of its
+    peak) the tissue has no contrast yet, so the curve there is spill alone; its least-squares
+    coefficient on the RV signal ``rv`` (T,) is estimated there and ``coef * rv`` removed from
+    every frame. Unchanged without an RV signal or when the RV has not risen by half before
+    the foot (no separation)."""
+    from qperf_viewer.quant.aif import align_aif
+
+    if rv is None or rv.shape != curve.shape:
+        return curve
+    a, _ = align_aif(aif.values, aif.times_s, times)
+    a = np.asarray(a, dtype=float)
+    if not np.isfinite(a).all() or a.max() <= 0:
+        return curve
+    foot = int(np.argmax(a > 0.05 * a.max()))
+    pre = rv[:foot]
+    if foot < 2 or pre.max(initial=0.0) < RV_SPILL_MIN_PRE_FOOT * rv.max():
+        return curve
+    coef = float(pre @ curve[:foot] / max(float(pre @ pre), 1e-12))
+    return curve - float(coef) * rv
 
 
 def delay_job(
