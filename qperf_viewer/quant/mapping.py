@@ -56,7 +56,8 @@ How the fit works (fast, vectorised over pixels)
        (``fermi.LATTICE_FROM_PIXELS``, :func:`fermi.pixel_lattice`): the shape fitted on the
        mean curve sits at another point of Fermi's tau0/k valley than single pixels do.
     6. Window: BTEX uses all frames; Fermi the first pass of the tissue (up to the AIF peak
-       plus 0.75 x its rise time, shifted by the delay), as usual for Fermi deconvolution.
+       plus 0.75 x its rise time for region fits, 2.0 x for pixel maps, shifted by the
+       delay), as usual for Fermi deconvolution.
     7. Quality: R^2 (threshold: the model's ``MIN_R2``) and RMS residual per fit, a reliability
        mask and status bits; outputs are always finite (invalid fits give 0 with ``reliable``
        False).
@@ -837,16 +838,19 @@ def _local_fit(
 
 
 def _window(
-    mod: types.ModuleType, prep: _Prepared, delay: float = 0.0
+    mod: types.ModuleType, prep: _Prepared, delay: float = 0.0, pixels: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Frames used for the fit and their weights (square roots; None = all weights 1).
 
     All frames, or for models that ask for it the first pass of the tissue: up to the AIF
-    peak + ``FIRST_PASS_WINDOW`` x its rise time, shifted by the tissue's bolus-arrival
-    ``delay``, with a linear taper of the least-squares weight over one frame interval
-    around that end (so the estimate does not jump when a frame crosses it)."""
+    peak + ``FIRST_PASS_WINDOW`` (pixel maps: ``PIXEL_FIRST_PASS_WINDOW`` where the model
+    has it) x its rise time, shifted by the tissue's bolus-arrival ``delay``, with a linear
+    taper of the least-squares weight over one frame interval around that end (so the
+    estimate does not jump when a frame crosses it)."""
     n_t = prep.times.size
     w = getattr(mod, "FIRST_PASS_WINDOW", None)
+    if pixels and w is not None:
+        w = getattr(mod, "PIXEL_FIRST_PASS_WINDOW", w)
     if w is None or not prep.aif_ok:
         return np.arange(n_t), None
     at = prep.aif_times
@@ -1072,7 +1076,7 @@ def _fit(
                 c0 = prep.curves[~prep.invalid] if region else typical
                 c0 = c0.mean(axis=0) if c0.shape[0] else prep.curves.mean(axis=0)
                 d_win = float(_estimate_delays(problem_all, c0[None], prep.foot, frac=0.3)[0])
-            frames, weights = _window(mod, prep, d_win)
+            frames, weights = _window(mod, prep, d_win, pixels=not region)
         problem = problem_all.with_times(prep.times[frames], weights)
         curves = prep.curves[:, frames] if weights is None else prep.curves[:, frames] * weights
         if region:
