@@ -261,3 +261,21 @@ def test_early_rv_bolus_stays_out_of_the_baseline_and_the_lv_is_found():
     det = detect_lv_region(img)
     assert det.region.any() and det.region.sum() >= 20
     assert np.all(lv[det.region])  # all inside the LV disc, none in the RV or aorta
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lv_found_in_a_series_started_as_the_bolus_arrived(seed):
+    """A series whose acquisition began with the RV's bolus (one pre-contrast frame: a phantom
+    rest exam, no_motion seed 403): the frame-to-frame noise cannot come from the baseline
+    alone (it was NaN, every pixel failed the above-noise test, 'no blood pool found', and
+    the analysis fell back to the saturated perfusion blood pool); the LV is still found."""
+    images, times, lv, rv, aorta = _synthetic_aif_series(seed, swap_sides=bool(seed))
+    rv_curve = images[:, rv].mean(axis=1)
+    start = int(np.argmax(rv_curve > rv_curve[:5].mean() + 5.0)) - 1
+    late = images[start:]
+    det = A.detect_lv_region(late)
+    assert A._n_baseline(late) <= 2
+    assert det.region.any() and (det.region & lv).sum() / det.region.sum() >= 0.95
+    assert not (det.region & (rv | aorta)).any()
+    res = A.detect_aif(late, times[start:])
+    assert abs(res.peak_frame - int(np.argmax(late[:, lv].mean(axis=1)))) <= 1

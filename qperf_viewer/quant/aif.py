@@ -132,7 +132,11 @@ def detect_lv_region(
     peak_idx = np.argmax(enh, axis=0)
     peak = enh[peak_idx, np.arange(enh.shape[1])]
     late = enh[int(0.8 * t) :].mean(axis=0) if t >= 5 else enh[-1]
-    noise = np.median(np.abs(np.diff(dyn[:nb], axis=0)), axis=0).reshape(-1) + 1e-12
+    # frame-to-frame noise: over the baseline, or with fewer than 3 pre-contrast frames (a
+    # series started as the bolus arrived) over the whole series, where the median ignores
+    # the few frames of the bolus
+    noise_frames = dyn[:nb] if nb >= 3 else dyn
+    noise = np.median(np.abs(np.diff(noise_frames, axis=0)), axis=0).reshape(-1) + 1e-12
     empty = np.zeros((ny, nx), dtype=bool)
     pos_peak = peak[peak > 0]
     if pos_peak.size == 0:
