@@ -1112,3 +1112,61 @@ def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):
             assert np.allclose(diff, diff @ rv / (rv @ rv) * rv, atol=1e-9)
             checked += 1
     assert checked >= 2
+
+
+def test_mislocated_slice_is_segmented_again_from_its_neighbours_centre(phantom_dir, tmp_path):
+    """A segmenter that cannot locate the heart in one slice on its own (flagged, no
+    myocardium) but segments it from a crop-centre hint: the analysis segments that slice
+    again from the LV centre of the nearest located slice of its condition, keeps the truth
+    masks it then gets, flags where the centre came from, and quantifies it."""
+
+    class LostOnce(TruthSegmenter):
+        hints: list = []
+
+        def __call__(self, images, times_s, pd_frames, geometry, *, centre=None, **ctx):
+            seg = super().__call__(images, times_s, pd_frames, geometry, **ctx)
+            if (ctx["condition"], ctx["slice_index"]) != ("rest", 1):
+                return seg
+            if centre is None:
+                return dataclasses.replace(
+                    seg, labels=np.zeros_like(seg.labels), confidence=0.0,
+                    flags=("heart localisation uncertain",),
+                )  # fmt: skip
+            self.hints.append(centre)
+            return dataclasses.replace(seg, confidence=0.9)
+
+    seg = LostOnce(phantom_dir)
+    r = analyze_folder(phantom_dir / "dicom", out_dir=tmp_path / "out", segmenter=seg, pdf=False)
+    cr = r.result.conditions["rest"]
+    sr = next(s for s in cr.slices if s.slice_index == 1)
+    donor = next(s for s in cr.slices if s.slice_index == 0)
+    assert seg.hints == [pytest.approx(donor.segmentation.lv_centre)]
+    truth = TruthSegmenter(phantom_dir).moved("rest", 1, sr.reference_frame)
+    assert np.array_equal(sr.segmentation.labels, truth)
+    assert any("heart located from the LV centre of slice 0" in f for f in sr.flags)
+    assert sr.mbf is not None and sr.mbf_valid.any()
+    assert all(cr.segments[s].mbf is not None for s in (7, 8, 9, 10, 11, 12))
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="needs the shipped segmentation model")
+def test_apical_rest_slice_the_model_could_not_locate_is_segmented(tmp_path):
+    """Phantom normal, seed 409 (held out of the benchmark seeds): the model's own search
+    centred the apical rest slice on the liver and found no myocardium, so segments 13-16 of
+    rest had no value. From the mid slice's LV centre its myocardium matches the truth (Dice
+    > 0.85) and every rest segment has a value."""
+    from qperf_viewer.phantom.cli import write_phantom
+
+    write_phantom(tmp_path / "exam", 409, "normal")
+    r = analyze_folder(
+        tmp_path / "exam" / "dicom", out_dir=tmp_path / "out", pdf=False, dicom=False
+    )  # fmt: skip
+    cr = r.result.conditions["rest"]
+    apical = next(s for s in cr.slices if s.position == "apical")
+    truth = TruthSegmenter(tmp_path / "exam").moved(
+        "rest", apical.slice_index, apical.reference_frame
+    )
+    a, b = apical.segmentation.labels == LABEL_MYO, truth == LABEL_MYO
+    dice = 2 * (a & b).sum() / (a.sum() + b.sum())
+    print(f"\napical rest myocardium Dice {dice:.3f}; flags {apical.flags}")
+    assert dice > 0.85
+    assert all(cr.segments[s].mbf is not None for s in range(1, 17))

@@ -63,6 +63,7 @@ from qperf_viewer.pipeline.slices import (
     nearest_position,
     prepare_slice,
     quantify_slice,
+    relocate_slices,
     run_delay_job,
     run_map_job,
     slice_curves,
@@ -309,6 +310,12 @@ def analyze_exam(
         def condition_ready(name: str) -> None:
             """Sectors, AIF and the delay fits of a condition whose slices are prepared."""
             slices = by_cond[name]
+            try:
+                relocate_slices(name, slices, exam, segmenter, clock, quantify, options)
+            except (CancelledError, ModelError):
+                raise
+            except Exception:  # noqa: BLE001 - a second try; the first segmentation stays
+                log.warning("%s: segmentation retry failed", name, exc_info=True)
             _sectors(name, slices, exam.conditions[name], clock)
             if not quantify:
                 return

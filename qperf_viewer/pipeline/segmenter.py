@@ -45,10 +45,13 @@ class OnnxSegmenter:
         m = self.load()
         return f"{m.path.name} {m.version}".strip()
 
-    def __call__(self, images, times_s, pd_frames, geometry, **_context):
+    def __call__(self, images, times_s, pd_frames, geometry, centre=None, **_context):
+        """centre: optional crop centre (row, col, pixels), e.g. a neighbouring slice's LV."""
         from qperf_viewer.seg.infer import segment_series
 
-        return segment_series(images, times_s, pd_frames, geometry, model=self.load())
+        return segment_series(
+            images, times_s, pd_frames, geometry, model=self.load(), centre=centre
+        )
 
 
 def call_segmenter(segmenter: Segmenter, *args: Any, **context: Any):

@@ -139,6 +139,119 @@ def motion_correct(ss: SliceSeries, clock: StageClock) -> MotionResult:
         )
 
 
+def _segment(
+    cond: str,
+    ss: SliceSeries,
+    corrected: np.ndarray,
+    reference_frame: int,
+    shifts_px: np.ndarray,
+    segmenter: Segmenter,
+    clock: StageClock,
+    centre: tuple[float, float] | None = None,
+) -> Segmentation:
+    """Automatic segmentation of a motion-corrected slice; ``centre`` (row, col, pixels): a
+    crop-centre hint for segmenters that take one (the shipped model)."""
+    context: dict = dict(
+        condition=cond, slice_index=ss.slice_index, series=ss,
+        reference_frame=reference_frame, shifts_px=shifts_px,
+    )  # fmt: skip
+    if centre is not None:
+        context["centre"] = centre
+    with clock("segmentation"):
+        out = call_segmenter(
+            segmenter, corrected, ss.times_s, ss.pd_frames, ss.geometry, **context
+        )  # fmt: skip
+        return as_segmentation(out, ss.geometry)
+
+
+def _convert_gd(ss, corrected, seg, exam, clock, options):
+    """Gd conversion of a motion-corrected slice (:func:`qperf_viewer.quant.gd.signal_to_gd`;
+    without PD frames the segmentation gives the tissue classes of the assumed T1)."""
+    from qperf_viewer.quant.gd import signal_to_gd
+
+    with clock("gd"):
+        cs = dataclasses.replace(ss, images=corrected, flags=[])
+        tissue = seg.labels if not ss.pd_frames else None
+        opt = options or QuantOptions()
+        return signal_to_gd(
+            cs,
+            field_strength_t=exam.field_strength_t,
+            tissue=tissue,
+            r1=opt.r1_l_per_mmol_s,
+            default_ts_ms=opt.default_ts_ms,
+            already_gd=opt.already_gd,
+        )
+
+
+#: Segmentation flag of a slice whose heart the model could not locate on its own.
+LOCALISATION_FLAG = "heart localisation uncertain"
+
+
+def _mislocated(sr: SliceResult) -> bool:
+    seg = sr.automatic
+    if seg is None or sr.corrected is None:
+        return False
+    return LOCALISATION_FLAG in seg.flags or not (seg.labels == LABEL_MYO).any()
+
+
+def relocate_slices(
+    cond: str,
+    slices: list[SliceResult],
+    exam: PerfusionExam,
+    segmenter: Segmenter,
+    clock: StageClock,
+    gd: bool = True,
+    options: QuantOptions | None = None,
+) -> None:
+    """Segment again, in place, the slices of a condition whose heart the segmenter could not
+    locate (flagged, or no myocardium), with the LV centre of the nearest slice of the same
+    condition that was located as the crop centre (same image grid). The new segmentation is
+    kept when it is located, has myocardium and a higher confidence; the slice is flagged
+    with where its centre came from. (A phantom apical rest slice: the model's own search
+    centred on the liver, found no myocardium; from the mid slice's centre it segmented 180
+    of 181 true myocardial pixels.)"""
+    good = [
+        (k, sr) for k, sr in enumerate(slices)
+        if sr is not None and not _mislocated(sr) and sr.automatic is not None
+        and sr.automatic.lv_centre is not None
+    ]  # fmt: skip
+    for k, sr in enumerate(slices):
+        if sr is None or not _mislocated(sr) or not good:
+            continue
+        same = [
+            (j, g) for j, g in good
+            if g.corrected.shape[1:] == sr.corrected.shape[1:]
+            and tuple(g.series.geometry.pixel_spacing_mm)
+            == tuple(sr.series.geometry.pixel_spacing_mm)
+        ]  # fmt: skip
+        if not same:
+            continue
+        j, donor = min(same, key=lambda jg: abs(jg[0] - k))
+        seg = _segment(
+            cond, sr.series, sr.corrected, sr.reference_frame, sr.shifts_px, segmenter, clock,
+            centre=tuple(map(float, donor.automatic.lv_centre)),
+        )  # fmt: skip
+        old = sr.automatic
+        if (
+            LOCALISATION_FLAG in seg.flags
+            or not (seg.labels == LABEL_MYO).any()
+            or seg.confidence <= old.confidence
+        ):
+            continue
+        note = (
+            f"heart located from the LV centre of slice {donor.slice_index} "
+            "(the automatic localisation failed on this slice)"
+        )
+        sr.automatic = sr.segmentation = seg
+        if gd and sr.gd is not None:
+            g = _convert_gd(sr.series, sr.corrected, seg, exam, clock, options)
+            sr.gd = g.gd_mmol_l
+            sr.maps["gd_valid"] = np.asarray(g.valid, dtype=bool)
+            sr.flags = [f for f in sr.flags if not f.startswith("Gd: ")]
+            sr.flags += [f"Gd: {f}" for f in _myocardial_gd_flags(g, seg)]
+        sr.flags = list(dict.fromkeys(sr.flags + [note]))
+
+
 def prepare_slice(
     cond: str,
     ss: SliceSeries,
@@ -156,40 +269,16 @@ def prepare_slice(
     already-Gd from ``options``) and AHA sectors of one slice (unless ``sectors`` is False:
     then :func:`finish_slice` adds them, e.g. after the condition's insertion points were made
     consistent)."""
-    from qperf_viewer.quant.gd import signal_to_gd
-
     flags: list[str] = []
     mr = motion_correct(ss, clock) if motion is None else motion
     flags += list(mr.flags)
     corrected = np.asarray(mr.corrected, dtype=np.float32)
-    with clock("segmentation"):
-        out = call_segmenter(
-            segmenter,
-            corrected,
-            ss.times_s,
-            ss.pd_frames,
-            ss.geometry,
-            condition=cond,
-            slice_index=ss.slice_index,
-            series=ss,
-            reference_frame=int(mr.reference_frame),
-            shifts_px=mr.shifts_px,
-        )
-        seg = as_segmentation(out, ss.geometry)
+    seg = _segment(
+        cond, ss, corrected, int(mr.reference_frame), mr.shifts_px, segmenter, clock
+    )  # fmt: skip
     g = None
     if gd:
-        with clock("gd"):
-            cs = dataclasses.replace(ss, images=corrected, flags=[])
-            tissue = seg.labels if not ss.pd_frames else None
-            opt = options or QuantOptions()
-            g = signal_to_gd(
-                cs,
-                field_strength_t=exam.field_strength_t,
-                tissue=tissue,
-                r1=opt.r1_l_per_mmol_s,
-                default_ts_ms=opt.default_ts_ms,
-                already_gd=opt.already_gd,
-            )
+        g = _convert_gd(ss, corrected, seg, exam, clock, options)
         flags += [f"Gd: {f}" for f in _myocardial_gd_flags(g, seg)]
     sr = SliceResult(
         condition=cond,
