@@ -1079,6 +1079,7 @@ def test_rv_spill_is_removed_before_the_delay_fit():
     assert remove_rv_spill(spilled, None, aif, times) is spilled
     late = 900.0 * aif.values / 5.5  # an "RV" curve that rises with the LV: no separation
     assert remove_rv_spill(spilled, late, aif, times) is spilled
+    assert remove_rv_spill(spilled, -rv, aif, times) is spilled  # an RV that never enhances
 
 
 def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):

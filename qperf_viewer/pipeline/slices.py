@@ -226,7 +226,7 @@ def relocate_slices(
         ]  # fmt: skip
         if not same:
             continue
-        j, donor = min(same, key=lambda jg: abs(jg[0] - k))
+        _, donor = min(same, key=lambda jg: abs(jg[0] - k))
         seg = _segment(
             cond, sr.series, sr.corrected, sr.reference_frame, sr.shifts_px, segmenter, clock,
             centre=tuple(map(float, donor.automatic.lv_centre)),
@@ -611,8 +611,8 @@ def remove_rv_spill(
     The RV's bolus passes before the LV's: over the frames before the AIF's foot (5% of its
     peak) the tissue has no contrast yet, so the curve there is spill alone; its least-squares
     coefficient on the RV signal ``rv`` (T,) is estimated there and ``coef * rv`` removed from
-    every frame. Unchanged without an RV signal or when the RV has not risen by half before
-    the foot (no separation)."""
+    every frame. Unchanged without an RV signal, when it does not enhance, or when the RV has
+    not risen by half before the foot (no separation)."""
     from qperf_viewer.quant.aif import align_aif
 
     if rv is None or rv.shape != curve.shape:
@@ -623,7 +623,7 @@ def remove_rv_spill(
         return curve
     foot = int(np.argmax(a > 0.05 * a.max()))
     pre = rv[:foot]
-    if foot < 2 or pre.max(initial=0.0) < RV_SPILL_MIN_PRE_FOOT * rv.max():
+    if foot < 2 or rv.max() <= 0 or pre.max(initial=0.0) < RV_SPILL_MIN_PRE_FOOT * rv.max():
         return curve
     coef = float(pre @ curve[:foot] / max(float(pre @ pre), 1e-12))
     return curve - float(coef) * rv
