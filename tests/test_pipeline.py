@@ -942,23 +942,31 @@ def test_condition_delays_share_the_median(monkeypatch):
     assert out == pytest.approx([0.2, 0.3, 0.4, 0.3])
 
 
+def _forward_model_curve(hr_bpm: float, mbf: list[float], vb: float, delay_s: float):
+    """(AIF Curve, frame times (s), mean tissue curve (T,)) of the phantom's forward model:
+    60 beats at ``hr_bpm`` (2% jitter), segments of flow ``mbf`` (mL/min/g), PS 1.3 mL/min/g,
+    blood volume ``vb``, ve 0.22, hematocrit 0.42, tissue delay ``delay_s``."""
+    from qperf_viewer.phantom import kinetics as K
+    from qperf_viewer.results import Curve
+
+    fine = np.arange(-5.0, 95.0, 0.02)
+    rng = np.random.default_rng(3)
+    rr = rng.normal(60.0 / hr_bpm, 0.02 * 60.0 / hr_bpm, 60)
+    times = np.concatenate([[0.0], np.cumsum(rr[:-1])])
+    aif_fine = K.aif_curve(fine, arrival_s=8.0, peak_gd_mmol_l=5.5, baseline_gd_mmol_l=0.0)
+    aif = Curve("aif", times, np.interp(times, fine, aif_fine), "mmol/L")
+    curves = K.tissue_curves(times, fine, aif_fine, np.asarray(mbf), 1.3, vb, 0.22, 0.42, delay_s)
+    return aif, times, curves.mean(axis=0)
+
+
 def test_fermi_maps_take_the_btex_bolus_arrival_delay(monkeypatch):
     """The map delay of a noisy myocardial curve comes from the BTEX delay scan for Fermi as
     well: over 8 noise draws (SD 0.02 mmol/L on a 4-segment mean curve of the phantom's forward
     model, true delay 0.8 s) its RMS error stays under 0.15 s, and the Fermi model's own
     upslope estimate (``DELAY_FROM_BTEX`` off) is at least 1.5x further off."""
     import qperf_viewer.pipeline.slices as slices_mod
-    from qperf_viewer.phantom import kinetics as K
-    from qperf_viewer.results import Curve
 
-    fine = np.arange(-5.0, 95.0, 0.02)
-    rng = np.random.default_rng(3)
-    rr = rng.normal(60.0 / 90.0, 0.02 * 60.0 / 90.0, 60)
-    times = np.concatenate([[0.0], np.cumsum(rr[:-1])])
-    aif_fine = K.aif_curve(fine, arrival_s=8.0, peak_gd_mmol_l=5.5, baseline_gd_mmol_l=0.0)
-    aif = Curve("aif", times, np.interp(times, fine, aif_fine), "mmol/L")
-    mbf = np.array([2.0, 2.5, 3.0, 3.5])
-    clean = K.tissue_curves(times, fine, aif_fine, mbf, 1.3, 0.1, 0.22, 0.42, 0.8).mean(axis=0)
+    aif, times, clean = _forward_model_curve(90.0, [2.0, 2.5, 3.0, 3.5], 0.1, 0.8)
     errors: dict[bool, list[float]] = {True: [], False: []}
     for seed in range(8):
         curve = clean + np.random.default_rng(seed).normal(0.0, 0.02, clean.size)
@@ -980,20 +988,11 @@ def test_blood_volume_prior_follows_the_flow(monkeypatch):
     0.125, true delay 0.6 s) the RMS delay error stays under 0.15 s, and with the prior fixed
     at 10% (the earlier default) it is at least 1.5x larger (the delay comes late)."""
     import qperf_viewer.pipeline.slices as slices_mod
-    from qperf_viewer.phantom import kinetics as K
-    from qperf_viewer.results import Curve
 
     centre = slices_mod.vb_prior_centre(np.array([1.0, 3.0, 0.0, 20.0]))
     assert centre[:2] == pytest.approx([0.09, 0.12])
     assert centre[2:] == pytest.approx(slices_mod.VB_PRIOR_CENTRE_RANGE)
-    fine = np.arange(-5.0, 95.0, 0.02)
-    rng = np.random.default_rng(3)
-    rr = rng.normal(60.0 / 95.0, 0.02 * 60.0 / 95.0, 60)
-    times = np.concatenate([[0.0], np.cumsum(rr[:-1])])
-    aif_fine = K.aif_curve(fine, arrival_s=8.0, peak_gd_mmol_l=5.5, baseline_gd_mmol_l=0.0)
-    aif = Curve("aif", times, np.interp(times, fine, aif_fine), "mmol/L")
-    mbf = np.array([3.0, 3.5])
-    clean = K.tissue_curves(times, fine, aif_fine, mbf, 1.3, 0.125, 0.22, 0.42, 0.6).mean(axis=0)
+    aif, times, clean = _forward_model_curve(95.0, [3.0, 3.5], 0.125, 0.6)
     rms = {}
     for name, (at_1, slope) in {"flow": (0.09, 0.015), "fixed": (0.10, 0.0)}.items():
         monkeypatch.setattr(slices_mod, "VB_PRIOR_AT_1", at_1)
