@@ -431,7 +431,7 @@ def _typical_curve(
 #: the 39 exams of ``benchmarks/bench_accuracy.py`` the map delay's error (RMS) fell from
 #: 0.104 to 0.086 s at stress and from 0.143 to 0.106 s at rest (fixed centre 0.10, 0.1 s
 #: scan before; held-out seeds 401 and 501: 0.108 to 0.077 s and 0.125 to 0.106 s), and every
-#: run's global MPR came within 15% (3 of 65 runs outside before). Offline on the same
+#: run's global MPR came within 15% (2 of 65 runs outside before). Offline on the same
 #: curves, the prior alone: 0.098 -> 0.086 s at stress, 0.118 -> 0.100 s at rest.
 VB_PRIOR_AT_1 = 0.09
 VB_PRIOR_SLOPE = 0.015  # per mL/min/g
