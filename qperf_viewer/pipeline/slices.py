@@ -458,7 +458,8 @@ FRAMES_PER_DOF = 8.0
 #: targets) in 40% less scan time; a 0.2 s step lost accuracy. The best delay of this 0.1 s
 #: scan is refined on a 0.05 s grid (its two midpoints): over the 39 exams the condition delay
 #: error (RMS) was 0.098 s at stress and 0.118 s at rest on a 0.05 s scan, 0.104 and 0.144 s
-#: on the 0.1 s scan alone (a parabolic refinement was worse: 0.100 / 0.122 s).
+#: on the 0.1 s scan alone (offline, fixed prior centre; a parabolic refinement of the
+#: 0.05 s scan's minimum was worse: 0.100 / 0.122 s).
 DELAY_SCAN_S = np.round(np.arange(-0.6, 0.6001, 0.1), 3)
 DELAY_REFINE_S = 0.05
 
