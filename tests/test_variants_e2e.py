@@ -29,8 +29,18 @@ VARIANTS = (
 NOT_HERE = {
     # the same images written as other DICOM layouts (the index tests read them)
     **dict.fromkeys(
-        ("no_pd_comment", "enhanced", "single_series", "enhanced_single_series", "ge",
-         "apex_to_base", "ambiguous", "midnight", "junk", "square"),
+        (
+            "no_pd_comment",
+            "enhanced",
+            "single_series",
+            "enhanced_single_series",
+            "ge",
+            "apex_to_base",
+            "ambiguous",
+            "midnight",
+            "junk",
+            "square",
+        ),
         "DICOM layout",
     ),  # fmt: skip
     "no_pd": "T1 assumed without PD frames: flagged, tested in test_pipeline",
@@ -60,9 +70,7 @@ def _insertion_error_deg(seg, truth_slice, geometry, key: str) -> float:
     """Angle (deg) between the found and the true RV insertion ``key`` seen from the LV centre
     (a translation between the motion-correction reference and the truth cancels)."""
     n = base_to_apex_normal(geometry)
-    got = geometry.pixel_to_patient(*getattr(seg, key)) - geometry.pixel_to_patient(
-        *seg.lv_centre
-    )
+    got = geometry.pixel_to_patient(*getattr(seg, key)) - geometry.pixel_to_patient(*seg.lv_centre)
     want = geometry.pixel_to_patient(*truth_slice[key]) - geometry.pixel_to_patient(
         *truth_slice["lv_centre"]
     )
@@ -80,7 +88,9 @@ def test_variant_meets_the_accuracy_targets(variant, tmp_path, artifacts_dir):
     seed = FIRST_SEED + VARIANTS.index(variant)
     write_phantom(tmp_path / "exam", seed, variant)
     truth = load_truth(tmp_path / "exam")
-    run = analyze_folder(tmp_path / "exam" / "dicom", out_dir=tmp_path / "out", pdf=False, dicom=False)
+    run = analyze_folder(
+        tmp_path / "exam" / "dicom", out_dir=tmp_path / "out", pdf=False, dicom=False
+    )
     res = run.result
     load_results(tmp_path / "out" / "results.json")  # raises when the schema is not met
     lines, failed = [f"{variant} seed {seed}: {res.versions.get('segmentation model')}"], []
