@@ -530,10 +530,16 @@ def reference_delay(
     if fit_model != "btex" or not scan:
         return d0
 
+    # the free fit's shape starts every fixed-delay fit (besides the best dictionary atom):
+    # from the atom alone the fits near the free fit's delay stopped in a local minimum
+    from qperf_viewer.quant import btex
+
+    start = np.array([float(ref.params[k][0]) for k in btex.SHAPE_PARAMS])
+
     def cost(grid: np.ndarray) -> np.ndarray:
         fits = fit_curves(
             aif.values, np.repeat(curve[None], grid.size, axis=0), times, model="btex",
-            aif_times_s=aif.times_s, delay_s=grid, hematocrit=hematocrit,
+            aif_times_s=aif.times_s, delay_s=grid, hematocrit=hematocrit, start_shape=start,
         )  # fmt: skip
         vb = np.asarray(fits.vb, float)
         ok = np.asarray(fits.reliable, bool) & (vb > 0)

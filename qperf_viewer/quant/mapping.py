@@ -932,11 +932,13 @@ def _fit_regions(
     curves: np.ndarray,
     foot: int,
     delay: float | str,
+    start_shape: np.ndarray | None = None,
 ) -> _Fit:
     """Accurate fits of a few low-noise curves: dictionary starts, then LM on the exact model.
 
     delay: a value (s, fixed), ``"shared"`` (one reference delay from the mean curve, fixed
     for all curves) or ``"each"`` (per curve: BTEX fits it, Fermi takes its upslope value).
+    start_shape: (N, n_shape) or (n_shape,) shape parameters tried as one more start per curve.
     """
     n = curves.shape[0]
     axes = mod.shape_grid()
@@ -968,11 +970,18 @@ def _fit_regions(
         n_starts = 3
     else:
         offsets = np.array([0.0])
-        # one delay per curve (a delay scan of one curve): the best dictionary start suffices
+        # one delay per curve (a delay scan of one curve): the best dictionary start, plus
+        # ``start_shape`` when given
         n_starts = 1 if np.ndim(delay) > 0 else 3
     d_range = problem_all.delay_range if free_delay else DELAY_BOUNDS_S
     delays = np.clip(d_est[:, None] + offsets[None, :], *d_range)
     starts = _grid_starts(problem, curves, axes, delays, n_starts)  # (n, S, dim)
+    if start_shape is not None:
+        extra = np.empty((n, 1, dim))
+        extra[:, 0, :-1] = np.clip(np.broadcast_to(start_shape, (n, dim - 1)), lo_s, hi_s)
+        extra[:, 0, -1] = starts[:, 0, -1]
+        starts = np.concatenate([starts, extra], axis=1)
+        n_starts += 1
     rows = starts.reshape(-1, dim)
     rep = np.repeat(np.arange(n), n_starts)
     lo = np.broadcast_to(np.concatenate([lo_s, [0.0]]), (rows.shape[0], dim)).copy()
@@ -1008,6 +1017,7 @@ def _fit(
     dt_fine_s: float | None,
     delay_s: float | str | np.ndarray | None,
     reference_curve: np.ndarray | None = None,
+    start_shape: np.ndarray | None = None,
 ) -> MbfMaps:
     if model not in MODELS:
         raise InputError(f"Unknown kinetic model {model!r}; choose one of {sorted(MODELS)}.")
@@ -1031,6 +1041,17 @@ def _fit(
     elif delay_s is not None and not (DELAY_BOUNDS_S[0] <= float(delay_s) <= DELAY_BOUNDS_S[1]):
         raise InputError(f"delay_s must lie in {DELAY_BOUNDS_S} s, not {delay_s!r}.")
     mod = MODELS[model]
+    if start_shape is not None:
+        start_shape = np.asarray(start_shape, dtype=float)
+        n_curves = int(np.prod(np.shape(tissue)[:-1]))
+        n_par = len(mod.SHAPE_PARAMS)
+        if start_shape.shape not in ((n_par,), (n_curves, n_par)) or not np.all(
+            np.isfinite(start_shape)
+        ):
+            raise InputError(
+                f"start_shape must hold {n_par} finite {model} shape parameters "
+                f"({', '.join(mod.SHAPE_PARAMS)}) per curve or for all curves."
+            )
     ref_row = None
     if reference_curve is not None and not region:
         ref_row = np.asarray(reference_curve, dtype=float).reshape(-1)
@@ -1081,7 +1102,9 @@ def _fit(
         curves = prep.curves[:, frames] if weights is None else prep.curves[:, frames] * weights
         if region:
             spec: float | str = "shared" if delay_s is None else delay_s
-            fit = _fit_regions(mod, problem_all, problem, prep.curves, curves, prep.foot, spec)
+            fit = _fit_regions(
+                mod, problem_all, problem, prep.curves, curves, prep.foot, spec, start_shape
+            )
         else:
             pixel_lattice = getattr(mod, "pixel_lattice", None)
             to_shape = None
@@ -1230,6 +1253,7 @@ def fit_curves(
     min_r2: float | None = None,
     subtract_baseline: bool = True,
     dt_fine_s: float | None = None,
+    start_shape: np.ndarray | None = None,
 ) -> MbfMaps:
     """Region fits (e.g. AHA segment-mean curves, low noise): ``curves`` (..., T) -> values of
     shape (...). Same model and conventions as :func:`mbf_map`, refined by a multi-start
@@ -1241,7 +1265,17 @@ def fit_curves(
     which single noisy curves do not pin down); ``"each"``: every curve's own delay; a number:
     that delay (s), e.g. the slice's ``MbfMaps.reference_delay_s``; an array with one delay per
     curve (s, shape ``curves.shape[:-1]``): each curve fitted at its own fixed delay (e.g. one
-    curve replicated over a delay scan)."""
+    curve replicated over a delay scan).
+
+    start_shape: shape parameters of the model (``MbfMaps.params`` in the order of the model's
+    ``SHAPE_PARAMS``; (n_shape,) or (..., n_shape)) tried as one more start of every curve's
+    local fit, e.g. the free-delay fit of the same curve for a delay scan: with one delay per
+    curve only the best dictionary start is refined otherwise, which can stop in a local
+    minimum (a blood volume at its lower bound, a residual 1000 times the optimum's)."""
+    if start_shape is not None:
+        start_shape = np.asarray(start_shape, dtype=float)
+        if start_shape.ndim > 1:
+            start_shape = start_shape.reshape(-1, start_shape.shape[-1])
     return _fit(
         aif,
         curves,
@@ -1254,6 +1288,7 @@ def fit_curves(
         subtract_baseline=subtract_baseline,
         dt_fine_s=dt_fine_s,
         delay_s=delay_s,
+        start_shape=start_shape,
     )
 
 
