@@ -1015,7 +1015,8 @@ def test_delay_scan_fits_reach_the_optimum_at_every_delay():
     """The delay scan fits one curve at many fixed delays; started from the best dictionary
     atom alone, those fits stopped in a local minimum near the true delay (residual 40-360x
     the optimum's on noise-free rest curves) and the scan came up to 0.11 s late (rest MBF
-    +6-8%). Started from the free fit's shape as well, every scan fit is as good as the
+    +6-8%). With the free fit's shape as a start as well (and the scan's lighter refinement,
+    ``mapping.SCAN_STARTS``), every scan fit comes within 10% of the residual of the full
     three-start fit at that delay, and noise-free rest and stress curves of the phantom's
     forward model (flow heterogeneity CV 0.3) give the delay within 0.03 s and the flow at it
     within 3%."""
@@ -1034,7 +1035,7 @@ def test_delay_scan_fits_reach_the_optimum_at_every_delay():
         )  # fmt: skip
         best = [fit_curves(aif.values, clean[None], times, delay_s=float(g), **kw) for g in grid]
         ratio = np.asarray(scan.residual_rms) / np.array([b.residual_rms[0] for b in best])
-        assert np.all(ratio < 1.05), (hr, mbf, ratio)
+        assert np.all(ratio < 1.10), (hr, mbf, ratio)
         d = reference_delay(aif, clean, times)
         flow = fit_curves(aif.values, clean[None], times, delay_s=d, **kw).mbf_ml_min_g[0]
         print(f"\nHR {hr}, MBF {mbf}: delay {d:.3f} s (true 0.78), MBF {flow:.3f}")

@@ -12,8 +12,7 @@ delay and compared with the mean true MBF over the same pixels: BTEX within 5%, 
 One exam (standard, seed 101). Not every noise-free exam meets these limits; the README's
 accuracy section names the known exceptions (septal segments where motion correction of
 noise-free images misregisters during the first pass; segments a defect splits, whose region
-fit is not the mean flow; one slice of no_motion seed 103 whose free delay fit stops in a
-local minimum).
+fit is not the mean flow).
 """
 
 from __future__ import annotations
