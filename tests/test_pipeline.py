@@ -188,16 +188,13 @@ def test_source_dicom_never_modified(run):
     assert run.before == run.after
 
 
-def _rv_angle_error_deg(seg, ts, geometry) -> float:
-    """Angle (deg) between the found and the true anterior RV insertion seen from the LV
-    centre (a translation between the reference frame and the truth's position cancels)."""
+def _rv_angle_error_deg(seg, ts, geometry, key: str = "rv_insertion_anterior") -> float:
+    """Angle (deg) between the found and the true RV insertion ``key`` (anterior or inferior)
+    seen from the LV centre (a translation between the reference frame and the truth's
+    position cancels)."""
     n = base_to_apex_normal(geometry)
-    got = geometry.pixel_to_patient(*seg.rv_insertion_anterior) - geometry.pixel_to_patient(
-        *seg.lv_centre
-    )
-    want = geometry.pixel_to_patient(*ts["rv_insertion_anterior"]) - geometry.pixel_to_patient(
-        *ts["lv_centre"]
-    )
+    got = geometry.pixel_to_patient(*getattr(seg, key)) - geometry.pixel_to_patient(*seg.lv_centre)
+    want = geometry.pixel_to_patient(*ts[key]) - geometry.pixel_to_patient(*ts["lv_centre"])
     a = float(angle_about_normal_deg(want, got, n))
     return min(a, 360.0 - a)
 
@@ -1049,6 +1046,8 @@ def test_start_shape_is_checked():
         fit_curves(aif.values, clean[None], times, model="btex", start_shape=[1.0, 2.0])
     with pytest.raises(InputError, match="start_shape"):
         fit_curves(aif.values, clean[None], times, model="btex", start_shape=[1.0, np.nan, 0.1])
+    with pytest.raises(InputError, match="start_shape"):
+        fit_curves(aif.values, clean[None], times, model="btex", start_shape=["a", "b", "c"])
 
 
 def test_truth_masks_follow_a_fractional_reference_displacement(phantom_dir):

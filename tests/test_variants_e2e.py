@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_pipeline import _rv_angle_error_deg  # the tests folder is on sys.path
 
 from qperf_viewer import config
-from qperf_viewer.geometry import angle_about_normal_deg, base_to_apex_normal
 
 VARIANTS = (
     "standard", "three_tesla", "no_motion", "four_slices", "two_slices", "hypertrophy",
@@ -66,18 +66,6 @@ def test_variant_list_is_the_generators():
     assert names - set(VARIANTS) == set(NOT_HERE), names - set(VARIANTS)
 
 
-def _insertion_error_deg(seg, truth_slice, geometry, key: str) -> float:
-    """Angle (deg) between the found and the true RV insertion ``key`` seen from the LV centre
-    (a translation between the motion-correction reference and the truth cancels)."""
-    n = base_to_apex_normal(geometry)
-    got = geometry.pixel_to_patient(*getattr(seg, key)) - geometry.pixel_to_patient(*seg.lv_centre)
-    want = geometry.pixel_to_patient(*truth_slice[key]) - geometry.pixel_to_patient(
-        *truth_slice["lv_centre"]
-    )
-    a = float(angle_about_normal_deg(want, got, n))
-    return min(a, 360.0 - a)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_meets_the_accuracy_targets(variant, tmp_path, artifacts_dir):
     from qperf_viewer.phantom.cli import write_phantom
@@ -102,7 +90,7 @@ def test_variant_meets_the_accuracy_targets(variant, tmp_path, artifacts_dir):
             errs[int(s)] = 1.0 if v is None else abs(v / t - 1.0)
         mae, worst = float(np.mean(list(errs.values()))), max(errs, key=errs.get)
         angles = [
-            _insertion_error_deg(sr.segmentation, ts, sr.series.geometry, key)
+            _rv_angle_error_deg(sr.segmentation, ts, sr.series.geometry, key)
             for sr, ts in zip(cr.slices, tc["slices"], strict=True)
             for key in ("rv_insertion_anterior", "rv_insertion_inferior")
         ]

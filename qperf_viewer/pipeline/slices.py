@@ -530,8 +530,9 @@ def reference_delay(
     if fit_model != "btex" or not scan:
         return d0
 
-    # the free fit's shape starts every fixed-delay fit (besides the best dictionary atom):
-    # from the atom alone the fits near the free fit's delay stopped in a local minimum
+    # the free fit's shape starts every fixed-delay fit, besides the best dictionary atoms
+    # (``mapping.SCAN_STARTS``): from the best atom alone the fits near the true delay
+    # stopped in a local minimum
     from qperf_viewer.quant import btex
 
     start = np.array([float(ref.params[k][0]) for k in btex.SHAPE_PARAMS])

@@ -1285,7 +1285,10 @@ def fit_curves(
     atoms alone such fits can stop in a local minimum (a blood volume at its lower bound, a
     residual 1000 times the optimum's)."""
     if start_shape is not None:
-        start_shape = np.asarray(start_shape, dtype=float)
+        try:
+            start_shape = np.asarray(start_shape, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"start_shape must be numbers, not {start_shape!r}.") from exc
         if start_shape.ndim > 1:
             start_shape = start_shape.reshape(-1, start_shape.shape[-1])
     return _fit(
