@@ -635,20 +635,30 @@ def remove_rv_spill(
     coefficient on the RV signal ``rv`` (T,) is estimated there and ``coef * rv`` removed from
     every frame. Unchanged without an RV signal, when it does not enhance, or when the RV has
     not risen by half before the foot (no separation)."""
-    from qperf_viewer.quant.aif import align_aif
-
     if rv is None or rv.shape != curve.shape:
         return curve
+    pre = _rv_before_foot(rv, aif, times)
+    if pre is None:
+        return curve
+    coef = float(pre @ curve[: pre.size] / max(float(pre @ pre), 1e-12))
+    return curve - float(coef) * rv
+
+
+def _rv_before_foot(rv: np.ndarray, aif: Curve, times: np.ndarray) -> np.ndarray | None:
+    """The RV signal (T,) over the frames before the AIF's foot (5% of its peak, at the
+    slice's ``times``), or None when the AIF is unusable, the RV does not enhance, or it has
+    not risen by ``RV_SPILL_MIN_PRE_FOOT`` of its rise before the foot (no separation)."""
+    from qperf_viewer.quant.aif import align_aif
+
     a, _ = align_aif(aif.values, aif.times_s, times)
     a = np.asarray(a, dtype=float)
     if not np.isfinite(a).all() or a.max() <= 0:
-        return curve
+        return None
     foot = int(np.argmax(a > 0.05 * a.max()))
     pre = rv[:foot]
     if foot < 2 or rv.max() <= 0 or pre.max(initial=0.0) < RV_SPILL_MIN_PRE_FOOT * rv.max():
-        return curve
-    coef = float(pre @ curve[:foot] / max(float(pre @ pre), 1e-12))
-    return curve - float(coef) * rv
+        return None
+    return pre
 
 
 #: Remove the RV blood pool's share from the map's pixel curves as well (True): in the phantom
@@ -695,20 +705,13 @@ def remove_rv_spill_pixels(
     ``f`` = its coefficient over the median of the pool's own. gd: (T, Y, X) dynamic Gd
     (mmol/L); region, myo: (Y, X) bool. Unchanged without an RV signal that rises before
     the AIF's foot."""
-    from qperf_viewer.quant.aif import align_aif
-
     tissue = gd[:, region]
     if rv is None or rv.shape[0] != gd.shape[0]:
         return tissue
-    a, _ = align_aif(aif.values, aif.times_s, times)
-    a = np.asarray(a, dtype=float)
-    if not np.isfinite(a).all() or a.max() <= 0:
+    pre = _rv_before_foot(rv, aif, times)
+    if pre is None:
         return tissue
-    foot = int(np.argmax(a > 0.05 * a.max()))
-    pre = rv[:foot]
-    if foot < 2 or rv.max() <= 0 or pre.max(initial=0.0) < RV_SPILL_MIN_PRE_FOOT * rv.max():
-        return tissue
-    num = np.tensordot(pre, gd[:foot].astype(np.float64), axes=(0, 0))  # (Y, X)
+    num = np.tensordot(pre, gd[: pre.size].astype(np.float64), axes=(0, 0))  # (Y, X)
     coef = np.nan_to_num(num / max(float(pre @ pre), 1e-12), nan=0.0, posinf=0.0, neginf=0.0)
     w = myo.astype(np.float64)
     norm = ndimage.gaussian_filter(w, PIXEL_RV_SPILL_SIGMA_PX)
