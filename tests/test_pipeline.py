@@ -1220,7 +1220,7 @@ def test_rv_spill_is_removed_from_the_map_pixels():
     assert before[-1] / ref - 1.0 > 0.10
     assert np.all(np.abs(after / ref - 1.0) < 0.06)
     assert np.abs(left).max() < 0.02
-    assert slices_mod.PIXEL_RV_SPILL_RANGE_PX < 8
+    assert slices_mod.PIXEL_RV_SPILL_RANGE_PX < 4  # the far wall is 4-5 px from the pool
     assert np.array_equal(fixed[:, 3:13, 17:19], gd[:, 3:13, 17:19])  # far from the pool
     same = remove_rv_spill_pixels(gd, region, myo, None, aif, times, rv_mask=rv_mask)
     assert np.array_equal(same, gd[:, region])

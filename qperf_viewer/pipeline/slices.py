@@ -662,8 +662,8 @@ def _rv_before_foot(rv: np.ndarray, aif: Curve, times: np.ndarray) -> np.ndarray
 
 
 #: Remove the RV blood pool's share from the map's pixel curves as well (True): in the phantom
-#: exams the anteroseptal segments (2, 8, 14: the septum's RV side) read 15-22% high at rest
-#: from RV blood in their border pixels (no_motion seed 103, analysed with the truth masks).
+#: exams the anteroseptal segments (2, 8, 14: the septum's RV side) read 9-15% high at rest
+#: from RV blood in their border pixels (no_motion seed 103; within 2.5% since).
 #: Alone (stop 18) this lowered the values everywhere and was not adopted; with the RV
 #: share divided out near the pool (``PIXEL_RV_UNMIX``), pixels beyond
 #: ``PIXEL_RV_SPILL_RANGE_PX`` left alone and the lattice centre's blood-volume prior
@@ -680,8 +680,9 @@ PIXEL_RV_SPILL_SIGMA_PX = 1.0
 PIXEL_RV_UNMIX = True
 PIXEL_RV_UNMIX_MAX = 0.5
 #: Only pixels within this distance (pixels) of the RV label lose RV blood (blur and partial
-#: volume reach 1-2 pixels; beyond 3 pixels the phantom's coefficients were within noise of
-#: zero, and removing them lowered curves that carry no RV blood). None: every pixel.
+#: volume reach 1-2 pixels: within 2 pixels the phantom's coefficients were worth 0.2-0.46
+#: mmol/L at the RV's peak, beyond 3 pixels at most 0.012, and removing those lowered curves
+#: that carry no RV blood). None: every pixel.
 PIXEL_RV_SPILL_RANGE_PX: float | None = 3.0
 
 

@@ -77,7 +77,7 @@ TC_MIN_S = 0.5
 #: Physiological prior on the myocardial blood volume (mL/mL). It picks the reference delay of
 #: a slice's map along the flow / transit-time / delay valley of the likelihood
 #: (:func:`qperf_viewer.pipeline.slices.reference_delay`) and the centre of the pixel lattice
-#: at that delay (:func:`qperf_viewer.quant.mapping.mbf_map`, ``centre_prior``). Its centre
+#: at that delay (:func:`qperf_viewer.quant.mapping.mbf_map`, ``LATTICE_CENTRE_PRIOR``). Its centre
 #: follows the fitted flow (capillary recruitment under vasodilation): healthy volunteers'
 #: BTEX maps at 1.5 T show a blood volume of about 9% at rest and 12% at adenosine stress
 #: (Nickander et al., J Cardiovasc Magn Reson 2019, doi:10.1186/s12968-019-0585-9); with typical
