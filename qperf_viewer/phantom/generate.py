@@ -356,6 +356,7 @@ def _render_condition_slice(
     noiseless: bool,
     low_res: bool = False,
     snr_factor: float = 1.0,
+    kspace_window: bool | None = None,
 ):
     """Render one slice's frames: returns (images (T,Y,X), gd (T,Y,X), render, mbf map)."""
     rend = an.render_slice(plan.anat, geom, phase=phase, shift_mm=shift_mm)
@@ -442,14 +443,15 @@ def _render_condition_slice(
     centre = rend.lv_centre
     coil = sg.coil_sensitivity((ny, nx), rng_noise, centre)
     clean = np.clip(images, 0.0, None) * coil[None] * plan.m0_scale
-    if noiseless:
+    window = (not noiseless) if kspace_window is None else kspace_window
+    if noiseless and not window:
         out = clean.astype(np.float32)
         rng_noise.standard_normal(4)  # keep the stream length independent of the mode
     else:
         myo_base = plan.m0_scale * pd[an.C["lv_myo"]] * (1 - np.exp(-ts_ms / t1[an.C["lv_myo"]]))
-        sigma = myo_base / (plan.snr * snr_factor)
+        sigma = 0.0 if noiseless else myo_base / (plan.snr * snr_factor)
         g = sg.gfactor_map((ny, nx), rng_noise)
-        win = sg.kspace_window((ny, nx), plan.window_frac, plan.hamming)
+        win = sg.kspace_window((ny, nx), plan.window_frac, plan.hamming) if window else None
         out = sg.acquire(clean, rng_noise, sigma=sigma, gfactor=g, window=win)
     mbf_map = np.where(rend.labels == LABEL_MYO, mbf_pix, 0.0).astype(np.float32)
     return out.astype(np.float32), gd.astype(np.float32), rend, mbf_map
@@ -509,10 +511,15 @@ def generate_exam(
     *,
     noiseless: bool = False,
     max_frames: int | None = None,
+    kspace_window: bool | None = None,
 ) -> PhantomExam:
     """Generate one synthetic stress/rest exam (see the module docstring).
 
-    noiseless: skip noise and the k-space window (for checks of the signal contract).
+    noiseless: skip the noise and, unless ``kspace_window`` is True, the k-space window (for
+        checks of the signal contract).
+    kspace_window: apply the finite k-space sampling window (None: only with noise). Every
+        acquired MR image is band-limited by it; without it the rendered images' sharp
+        partial-volume edges are not (see ``quant.motion.BAND_LIMIT_FROM``).
     max_frames: cap the number of frames per condition (quick tests only; real exams have
         50-70).
     """
@@ -618,6 +625,7 @@ def generate_exam(
                 rng_tex,
                 rng_noise,
                 noiseless,
+                kspace_window=kspace_window,
             )
             ref = tuple(int(i) for i in np.flatnonzero(np.all(disp == 0, axis=1)))
             st = SliceTruth(
@@ -683,6 +691,7 @@ def generate_exam(
                 noiseless,
                 low_res=True,
                 snr_factor=0.8,
+                kspace_window=kspace_window,
             )
             aif_series = AifSeries(
                 images=imgs,

@@ -1011,8 +1011,41 @@ def _fit_regions(
     fit = _local_fit(problem, curves[rep], rows, lo, hi, free, its)
     sse = fit.sse.reshape(n, n_starts)
     best = np.argmin(sse, axis=1) + np.arange(n) * n_starts
-    return _Fit(
+    out = _Fit(
         fit.amplitude[best], fit.shape[best], fit.delay[best], fit.sse[best], fit.at_bound[best]
+    )
+    if SIBLING_START and n >= 3 and np.ndim(delay) == 0:
+        out = _sibling_round(problem, curves, out, lo[best], hi[best], free, its, lo_s)
+    return out
+
+
+#: Region fits of three or more curves at one delay (e.g. a slice's AHA segments) get one
+#: more start per curve: the median of all curves' fitted shapes (log space), kept where it
+#: lowers the sum of squares. Neighbouring segments share most of their shape, and from the
+#: dictionary atoms alone one noise-free segment curve of seed 101 stopped with its transit
+#: time on the lower bound (blood volume 0.011, residual 1.7x the optimum's, flow +17%).
+SIBLING_START = True
+
+
+def _sibling_round(problem, curves, fit: _Fit, lo, hi, free, its, lo_s) -> _Fit:
+    """``fit`` improved where LM from the median fitted shape finds a lower SSE."""
+    pos = np.all(fit.shape > 0, axis=0) & (lo_s > 0)
+    shp = np.where(pos, np.log(np.maximum(fit.shape, 1e-300)), fit.shape)
+    med = np.median(shp, axis=0)
+    med = np.where(pos, np.exp(med), med)
+    rows = np.concatenate([np.broadcast_to(med, fit.shape.shape), fit.delay[:, None]], axis=1)
+    rows = np.clip(rows, lo, hi)
+    again = _local_fit(problem, curves, rows, lo, hi, free, its)
+    better = np.isfinite(again.sse) & (again.sse < fit.sse)
+    if not better.any():
+        return fit
+    pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)  # noqa: E731
+    return _Fit(
+        pick(fit.amplitude, again.amplitude),
+        pick(fit.shape, again.shape),
+        pick(fit.delay, again.delay),
+        pick(fit.sse, again.sse),
+        pick(fit.at_bound, again.at_bound),
     )
 
 

@@ -68,6 +68,16 @@ N_BASIS = 6
 BASIS_FRAMES = 3
 #: Margin (mm, full weight; then an 8 mm ramp) around the enhancing blood pools.
 HEART_MARGIN_MM = 15.0
+#: Registration estimates shifts on frames whose spatial frequencies above this fraction of
+#: Nyquist are tapered off (raised cosine to zero at Nyquist, per axis; 0 = off). The Fourier
+#: shift model of the registration holds for band-limited images (any acquired MR image: the
+#: transform of its sampled k-space); the taper keeps out the top band's noise and, in
+#: rendered images without a k-space window, the sharp partial-volume edges that no shift of
+#: another frame reproduces. Synthetic exams, myocardial misregistration RMS over all slices
+#: (mean / worst slice, px): 13 noisy exams (seeds 301-313) 0.104 / 0.291 without, 0.089 /
+#: 0.259 with it; 5 noise-free exams without a window 0.18 / 0.52 and 0.059 / 0.182.
+#: Resampling always uses the original frames.
+BAND_LIMIT_FROM = 0.5
 
 
 @dataclass
@@ -210,6 +220,20 @@ def _fourier_shift(spec: np.ndarray, shifts: np.ndarray, ky: np.ndarray, kx: np.
 
 
 # ------------------------------------------------------------------------ heart region
+
+
+def _band_limit(x: np.ndarray, start: float) -> np.ndarray:
+    """(T, Y, X) frames with spatial frequencies above ``start`` x Nyquist tapered to zero
+    at Nyquist (raised cosine, separable per axis)."""
+
+    def taper(k: np.ndarray) -> np.ndarray:
+        r = np.clip((k - start) / (1.0 - start), 0.0, 1.0)
+        return 0.5 * (1.0 + np.cos(np.pi * r))
+
+    ny, nx = x.shape[1:]
+    f = taper(2 * np.abs(np.fft.fftfreq(ny)))[:, None] * taper(2 * np.fft.rfftfreq(nx))[None, :]
+    spec = sfft.rfft2(x, axes=(-2, -1), workers=-1) * f[None].astype(np.complex64)
+    return sfft.irfft2(spec, s=(ny, nx), axes=(-2, -1), workers=-1).astype(np.float32)
 
 
 def _enhancement(dyn: np.ndarray) -> np.ndarray:
@@ -670,6 +694,8 @@ def correct_motion(
     # registration works on a normalised copy (any intensity scale); resampling on the data
     scale = float(np.percentile(np.abs(data[dyn]), 99.5)) or float(np.abs(data[dyn]).max())
     work = (data / np.float32(scale)).astype(np.float32)
+    if 0 < BAND_LIMIT_FROM < 1:
+        work = _band_limit(work, BAND_LIMIT_FROM)
 
     if weight is None:
         w_full, centre, wflags = _heart_weight(work[dyn], spacing, heart_centre)
