@@ -59,9 +59,13 @@ def test_region_fits_on_a_noise_free_exam_are_within_the_limits(noiseless_run, a
         delay_err = cr.slices[0].map_delay_s - tc["params"]["tissue_delay_s"]
         lines.append(f"{cond}: map delay error {delay_err:+.3f} s")
         for sr, st in zip(cr.slices, tc["slices"], strict=True):
-            # the truth map moved to the motion-correction reference (a whole-pixel shift)
-            d = np.round(np.asarray(st["displacement_px"][sr.reference_frame], float))
-            true_map = ndimage.shift(np.asarray(st["mbf_ml_min_g"], float), d, order=0)
+            # the truth map moved to the motion-correction reference (a fractional shift:
+            # normalised linear interpolation, pixels fully inside the moved myocardium)
+            d = np.asarray(st["displacement_px"][sr.reference_frame], float)
+            src = np.asarray(st["mbf_ml_min_g"], float)
+            num = ndimage.shift(src, d, order=1)
+            cover = ndimage.shift((src > 0).astype(float), d, order=1)
+            true_map = np.where(cover > 0.99, num / np.maximum(cover, 1e-9), 0.0)
             myo = ndimage.binary_erosion(sr.segmentation.labels == LABEL_MYO)
             dyn = sr.series.dynamic_frames
             times = np.asarray(sr.series.times_s, float)[dyn]

@@ -36,7 +36,9 @@ How the fit works (fast, vectorised over pixels)
        Estimated delays are >= -0.5 frame (the LV blood is upstream of the myocardium).
     4. Region fits: dictionary starts (the best local maxima of the normalised
        correlation over the model's shape grid), then a batched Levenberg-Marquardt fit on
-       the exact model with the flow solved linearly (variable projection).
+       the exact model with the flow solved linearly (variable projection); three or more
+       curves at one delay (a slice's segments) also start from the median of their fitted
+       shapes (``SIBLING_START``).
     5. Pixel maps: dictionary of unit-amplitude model curves over a shape lattice at the
        reference delay; the flow is linear, so the global least-squares search is a
        normalised matrix product (float32, pixel chunks) and an argmax, followed by a

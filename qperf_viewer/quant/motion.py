@@ -4,6 +4,8 @@ Arrays are ``(T, Y, X)`` (Y = DICOM rows); shifts are ``(drow, dcol)`` in pixels
 
 Method (rigid translation per frame, robust to the bolus' contrast change):
 
+0. **Band limit.** Shifts are estimated on frames whose spatial frequencies above half the
+   Nyquist frequency are tapered off (``BAND_LIMIT_FROM``; resampling uses the originals).
 1. **Heart region.** The heart is located from the transient enhancement of the dynamic
    frames (temporal maximum minus upper quartile: the first pass makes RV/LV blood bright for a
    few frames, while structures that move in and out of a pixel with respiration score low)
