@@ -9,11 +9,11 @@ delay and compared with the mean true MBF over the same pixels: BTEX within 5%, 
 10%. The per-segment errors (the models' bias on noise-free exam curves) are written to
 ``tests/artifacts/quant_exam_bias_<variant>_<seed>.txt``.
 
-Four exams (standard 101, four_slices 104, subendocardial 107, transmural 108). Segments
-that a defect splits (true MBF over the eroded segment with a coefficient of variation of
-10% or more) are left out: a region fit of a mix of flows is not their mean flow. Not every
-noise-free exam meets these limits; the README's accuracy section gives the figures of the
-others.
+Five exams (standard 101, no_motion 103, four_slices 104, subendocardial 107, transmural 108).
+Segments that a defect splits (true MBF over the eroded segment with a coefficient of
+variation of 10% or more) are left out: a region fit of a mix of flows is not their mean flow.
+Not every noise-free exam meets these limits; the README's accuracy section gives the figures
+of the others.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ LIMITS = {"btex": 0.05, "fermi": 0.10}
 #: Segments whose true MBF varies more than this (coefficient of variation) are split by a
 #: defect and left out.
 SPLIT_CV = 0.10
-EXAMS = [(101, "standard"), (104, "four_slices"), (107, "subendocardial"), (108, "transmural")]
+EXAMS = [
+    (101, "standard"),
+    (103, "no_motion"),
+    (104, "four_slices"),
+    (107, "subendocardial"),
+    (108, "transmural"),
+]
 
 
 @pytest.fixture(scope="module", params=EXAMS, ids=[f"{v}_{s}" for s, v in EXAMS])

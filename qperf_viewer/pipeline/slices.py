@@ -496,7 +496,7 @@ def reference_delay(
     # the free-delay fit itself ("each"; the default "shared" would refit at that delay)
     ref = fit_curves(
         aif.values, curve[None], times, model=fit_model, aif_times_s=aif.times_s,
-        hematocrit=hematocrit, delay_s="each",
+        hematocrit=hematocrit, delay_s="each", prior=False,
     )  # fmt: skip
     if not ref.reliable[0]:
         return None
