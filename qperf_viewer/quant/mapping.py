@@ -38,7 +38,9 @@ How the fit works (fast, vectorised over pixels)
        correlation over the model's shape grid), then a batched Levenberg-Marquardt fit on
        the exact model with the flow solved linearly (variable projection); three or more
        curves at one delay (a slice's segments) also start from the median of their fitted
-       shapes (``SIBLING_START``).
+       shapes (``SIBLING_START``). BTEX region fits at one delay then take the blood-volume
+       prior of the delay scan (:func:`btex.prior_cost`) over a profile of transit times
+       (:func:`_prior_profile`; ``fit_curves(prior=False)`` for least squares alone).
     5. Pixel maps: dictionary of unit-amplitude model curves over a shape lattice at the
        reference delay; the flow is linear, so the global least-squares search is a
        normalised matrix product (float32, pixel chunks) and an argmax, followed by a
