@@ -1040,7 +1040,8 @@ def _prior_profile(mod, problem, curves, fit: _Fit, lo, hi, free, its, hct: floa
     ``mod.prior_cost`` (the delay scan's criterion: least squares plus the physiological
     blood-volume prior), where that is lower than the free fit's penalised cost.
 
-    The BTEX least-squares surface has a valley where a shorter transit (smaller blood volume)
+    The first shape parameter is the transit time (BTEX's ``tc``). The BTEX least-squares
+    surface has a valley where a shorter transit (smaller blood volume)
     trades for a higher flow; on a noise-free phantom segment curve its optimum sat on the
     transit time's lower bound with blood volume 0.010 and flow +17%."""
     n, n_t = curves.shape
@@ -1088,18 +1089,20 @@ def _prior_profile(mod, problem, curves, fit: _Fit, lo, hi, free, its, hct: floa
     if not take.any():
         return fit
     gi = rows * m + k
+    grid = _Fit(prof.amplitude[gi], prof.shape[gi], prof.delay[gi], prof.sse[gi], prof.at_bound[gi])
+    return _where_fit(take, _where_fit(use_fine, fine, grid), fit)
 
-    def pick(a_fit, a_fine, a_grid):
-        sel = np.where(use_fine.reshape((-1,) + (1,) * (a_fine.ndim - 1)), a_fine, a_grid)
-        return np.where(take.reshape((-1,) + (1,) * (a_fit.ndim - 1)), sel, a_fit)
+
+def _where_fit(mask: np.ndarray, a: _Fit, b: _Fit) -> _Fit:
+    """Per row (N,): ``a`` where ``mask``, else ``b``."""
+
+    def sel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), x, y)
 
     return _Fit(
-        pick(fit.amplitude, fine.amplitude, prof.amplitude[gi]),
-        pick(fit.shape, fine.shape, prof.shape[gi]),
-        pick(fit.delay, fine.delay, prof.delay[gi]),
-        pick(fit.sse, fine.sse, prof.sse[gi]),
-        pick(fit.at_bound, fine.at_bound, prof.at_bound[gi]),
-    )
+        sel(a.amplitude, b.amplitude), sel(a.shape, b.shape), sel(a.delay, b.delay),
+        sel(a.sse, b.sse), sel(a.at_bound, b.at_bound),
+    )  # fmt: skip
 
 
 #: Region fits of three or more curves at one delay (e.g. a slice's AHA segments) get one
@@ -1120,16 +1123,7 @@ def _sibling_round(problem, curves, fit: _Fit, lo, hi, free, its, lo_s) -> _Fit:
     rows = np.clip(rows, lo, hi)
     again = _local_fit(problem, curves, rows, lo, hi, free, its)
     better = np.isfinite(again.sse) & (again.sse < fit.sse)
-    if not better.any():
-        return fit
-    pick = lambda a, b: np.where(better.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)  # noqa: E731
-    return _Fit(
-        pick(fit.amplitude, again.amplitude),
-        pick(fit.shape, again.shape),
-        pick(fit.delay, again.delay),
-        pick(fit.sse, again.sse),
-        pick(fit.at_bound, again.at_bound),
-    )
+    return _where_fit(better, again, fit) if better.any() else fit
 
 
 def _frames_of(problem: _Problem, problem_all: _Problem) -> np.ndarray:

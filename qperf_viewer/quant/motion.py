@@ -77,7 +77,7 @@ HEART_MARGIN_MM = 15.0
 #: rendered images without a k-space window, the sharp partial-volume edges that no shift of
 #: another frame reproduces. Synthetic exams, myocardial misregistration RMS over all slices
 #: (mean / worst slice, px): 13 noisy exams (seeds 301-313) 0.104 / 0.291 without, 0.089 /
-#: 0.259 with it; 5 noise-free exams without a window 0.18 / 0.52 and 0.059 / 0.182.
+#: 0.259 with it; 5 noise-free exams without a window 0.160 / 0.520 and 0.059 / 0.182.
 #: Resampling always uses the original frames.
 BAND_LIMIT_FROM = 0.5
 
