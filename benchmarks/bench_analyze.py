@@ -6,7 +6,9 @@ git-ignored), then runs ``python -m qperf_viewer analyze DIR --out OUT`` in a fr
 (interpreter start, imports, model load, index, pixel load, motion correction, segmentation,
 Gd, AIF, MBF maps, report PDF, DICOM exports, results.json) and prints the wall time with the
 per-stage breakdown from ``results.json`` and the child's peak resident memory, each with its
-ratio to the target on this 2-core machine: total <= 5 s, peak memory < 1.5 GB.
+ratio to the target on this 2-core machine: total <= 5 s, peak memory < 1.5 GB. The time of a
+fixed reference workload (``machine_speed.py``) is printed too, and the best wall time in units
+of it, so that runs on different days can be compared.
 
 The first run has an empty header cache (a new folder), the next ones reuse it. Without the
 shipped ONNX model (``models/qperf_seg.onnx``) the child runs the same pipeline with the
@@ -34,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine_speed import describe
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
@@ -122,6 +126,8 @@ def main() -> int:
         if truth else "shipped ONNX model"  # fmt: skip
     print(f"exam: {exam.name}, {n_files} files; segmentation: {seg}; model {args.model}")
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+    ref_s, ref_line = describe()
+    print(ref_line, flush=True)
     home = Path(tempfile.mkdtemp(prefix="qperf_bench_home_"))
     rows, base = [], []
     try:
@@ -166,6 +172,7 @@ def main() -> int:
     print(
         f"end-to-end wall, best of {len(rows)}:       {best:.2f} s  (ratio {best / TARGET_S:.2f})"
     )
+    print(f"best wall / reference workload: {best / ref_s:.1f}  (the reference took {ref_s:.3f} s)")
     which = "either code's analysis process" if base else "the analysis process"
     print(f"peak resident memory of {which}: {peak_mb:.0f} MB  (target < "
           f"{TARGET_MB:.0f} MB, ratio {peak_mb / TARGET_MB:.2f})")  # fmt: skip

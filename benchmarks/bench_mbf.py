@@ -14,6 +14,7 @@ import os
 import time
 
 import numpy as np
+from machine_speed import describe
 
 from qperf_viewer.phantom import kinetics as K
 from qperf_viewer.quant import mbf_map
@@ -63,6 +64,7 @@ def main() -> None:
     print(f"exam: {len(exam)} slices (stress + rest), {n_total} pixels, {args.frames} frames")
     print(f"cores available: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
     print("(wall time depends on other load on the machine; CPU time is this process's)")
+    print(describe()[1])
     for model in ("fermi", "btex"):
         cold, cold_cpu = run(model, exam)
         warm, cpu = min(run(model, exam) for _ in range(max(1, args.repeat)))
