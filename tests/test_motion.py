@@ -198,11 +198,32 @@ def test_phantom_residual_misalignment_below_half_pixel(seed, variant):
     assert float(np.sqrt(np.mean(np.square(rms)))) < 0.3
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_reference_frame_is_taken_from_the_first_pass(monkeypatch, seed):
+    """Breath-hold through the first pass (frames 2-15), free breathing after: the reference is
+    a breath-hold frame, so the first-pass frames, which carry the flow, are not resampled by a
+    fractional shift. With the reference at the median position of the whole series it lay
+    0.4-0.7 px off the breath-hold."""
+    from qperf_viewer.quant import motion
+
+    d = _breathing(40, seed=seed)
+    imgs = _moving_series(d, seed=seed)
+    res = correct_motion(imgs, (0, 1), pixel_spacing_mm=(2.0, 2.0))
+    assert np.abs(d[res.reference_frame]).max() < 0.05
+    assert np.abs(res.shifts_px[2:16]).max() < 0.1
+    assert _residual_rms(res, d) < 0.2
+    monkeypatch.setattr(motion, "REFERENCE_FROM_FIRST_PASS", False)
+    res = correct_motion(imgs, (0, 1), pixel_spacing_mm=(2.0, 2.0))
+    assert np.hypot(*d[res.reference_frame]) > 0.3
+    assert np.abs(res.shifts_px[2:16]).max() > 0.3
+
+
 def test_registration_band_limits_unwindowed_rendered_frames(monkeypatch):
     """A noise-free exam rendered without the k-space window (subendocardial seed 107): its
     sharp partial-volume edges are not band-limited like an acquired image, and registering
-    them as they are misaligned the first pass by up to 0.88 px (slice RMS up to 0.43 px).
-    The registration estimates on frames tapered above half Nyquist (``BAND_LIMIT_FROM``)."""
+    them as they are misaligned the first pass by up to 0.68 px (stress slice 1: RMS 0.25 px
+    against 0.07 px with the taper). The registration estimates on frames tapered above half
+    Nyquist (``BAND_LIMIT_FROM``)."""
     from qperf_viewer.phantom import generate_exam
     from qperf_viewer.quant import motion
 
@@ -222,7 +243,7 @@ def test_registration_band_limits_unwindowed_rendered_frames(monkeypatch):
             assert rms < 0.2 and worst < 0.35, f"{cond} slice {k}: {rms:.2f} / {worst:.2f} px"
     monkeypatch.setattr(motion, "BAND_LIMIT_FROM", 0.0)
     rms, worst = residuals("stress", 1)
-    assert rms > 0.3 and worst > 0.6, (rms, worst)
+    assert rms > 0.2 and worst > 0.6, (rms, worst)
 
 
 def test_phantom_without_motion_stays_put():

@@ -80,6 +80,14 @@ HEART_MARGIN_MM = 15.0
 #: 0.259 with it; 5 noise-free exams without a window 0.160 / 0.520 and 0.059 / 0.182.
 #: Resampling always uses the original frames.
 BAND_LIMIT_FROM = 0.5
+#: Reference frame from the first pass: among the well-matched frames of the first
+#: ``FIRST_PASS_FRAMES`` frames from the bolus arrival (the frames that carry the flow), the
+#: one at the position most of them share (within 0.3 px; e.g. the breath-hold), so that they
+#: are resampled least. Each resampling by a fractional shift mixes neighbouring pixels (the
+#: cubic kernel reaches 2 px, with negative lobes), and during the first pass the blood beside
+#: the wall is several times brighter than the myocardium.
+REFERENCE_FROM_FIRST_PASS = True
+FIRST_PASS_FRAMES = 12
 
 
 @dataclass
@@ -771,10 +779,20 @@ def correct_motion(
     poor_level = min(0.5, 0.6 * float(np.median(ncc_after[dyn])))
     if reference_frame is None:
         good = dyn[ncc_after[dyn] >= np.percentile(ncc_after[dyn], 25)]
+        pool = dyn
+        if REFERENCE_FROM_FIRST_PASS:
+            window = _first_pass_frames(work, w_full, dyn)
+            in_window = good[np.isin(good, window)]
+            if in_window.size >= 3:
+                good, pool = in_window, window
         sd = s[good]
-        dist = np.hypot(*(sd - np.median(s[dyn], axis=0)).T)
-        mid = dyn[dyn.size // 2]
+        dist = np.hypot(*(sd - np.median(s[pool], axis=0)).T)
+        mid = pool[pool.size // 2]
         score = dist + 0.01 * np.abs(good - mid) / max(dyn.size, 1)
+        if pool is not dyn:
+            # the position most first-pass frames share (e.g. the breath-hold), then the median
+            near = np.hypot(*(sd[:, None, :] - s[pool][None, :, :]).transpose(2, 0, 1)) < 0.3
+            score = score - near.sum(axis=1)
         ref = int(good[int(np.argmin(score))])
     else:
         ref = int(reference_frame)
@@ -801,6 +819,24 @@ def correct_motion(
         method=method,
         flags=flags,
     )
+
+
+def _first_pass_frames(work: np.ndarray, w: np.ndarray, dyn: np.ndarray) -> np.ndarray:
+    """Dynamic frames of the first pass: ``FIRST_PASS_FRAMES`` frames from the one where the
+    heart region's mean signal has risen by 10% of its rise to its peak (the blood pools'
+    upslope and peak, then the myocardium's). work: (T, Y, X); w: (Y, X) heart-region weight;
+    dyn: dynamic frame indices. Empty when there is no clear rise."""
+    if dyn.size < 6:
+        return dyn[:0]
+    m = np.tensordot(work[dyn], w, axes=([1, 2], [0, 1])) / max(float(w.sum()), 1e-9)
+    base = float(np.median(m[:3]))
+    peak = int(np.argmax(m))
+    rise = float(m[peak]) - base
+    if not rise > 0:
+        return dyn[:0]
+    above = np.flatnonzero(m[: peak + 1] - base >= 0.1 * rise)
+    start = int(above[0]) if above.size else peak
+    return dyn[start : start + FIRST_PASS_FRAMES]
 
 
 def _register_pd(pcrop, s_init, ref, w, ky, kx):
