@@ -202,7 +202,8 @@ def evaluate_real(
 
     Each slice is motion-corrected (qperf_viewer.quant.motion when available) and segmented;
     the automatic labels refer to the reference frame of the correction and are compared with
-    that frame's manual labels when it is labelled, else with the best-matching labelled frame.
+    that frame's manual labels when it is labelled, else with those of the labelled frame
+    nearest in time, moved into the reference grid by that frame's estimated shift.
     only: evaluate just the slices whose name (e.g. 'P01_stress_mid') contains one of these.
     """
     from qperf_viewer.seg.train.realdata import load_real_labelled
@@ -212,13 +213,13 @@ def evaluate_real(
     for s in load_real_labelled(root):
         if only is not None and not any(o in s.name for o in only):
             continue
-        imgs, ref = s.images, None
+        imgs, ref, shifts = s.images, None, None
         if moco:
             try:
                 from qperf_viewer.quant.motion import correct_motion
 
                 mr = correct_motion(imgs, (), pixel_spacing_mm=s.geometry.pixel_spacing_mm)
-                imgs, ref = mr.corrected, int(mr.reference_frame)
+                imgs, ref, shifts = mr.corrected, int(mr.reference_frame), mr.shifts_px
             except ImportError:
                 pass
         seg = segment_series(imgs, s.times_s, (), s.geometry, models_dir=models_dir)
@@ -230,11 +231,17 @@ def evaluate_real(
             # the labelled frame nearest in time to the reference (not the best-matching one,
             # which would flatter the score)
             k = min(cands, key=lambda f: abs(f - ref))
-            how = "labelled frame nearest the reference"
+            how = "labelled frame nearest the reference, moved by its estimated shift"
         else:
             k = max(cands, key=lambda f: dice(seg.labels == 2, s.labels[f] == 2))
             how = "best-matching labelled frame"
         truth = s.labels[k]
+        if shifts is not None and k != ref:
+            # the hand label of frame k into the reference grid (the app's own shift estimate;
+            # the breath moves the heart by several pixels between frames)
+            from qperf_viewer.quant.motion import apply_shifts
+
+            truth = apply_shifts(truth, shifts[k : k + 1], direction="to_reference")[0]
         m = {
             "name": s.name,
             "myo_dice": dice(seg.labels == 2, truth == 2),
