@@ -28,10 +28,13 @@ Method (rigid translation per frame, robust to the bolus' contrast change):
    synthetic counterparts by robust (Cauchy IRLS) Gauss-Newton; two rounds.
 4. **PD frames** do not enter the basis: they are registered to their own mean, and that mean
    to the reference geometry by mutual information (fallback: the edge stage, flagged).
-5. **Reference frame**: the dynamic frame at the most typical position (closest to the median
-   shift, e.g. a breath-hold frame) among well-matched frames, ties to the middle of the
-   series. Shifts are re-expressed relative to it and every acquired frame is resampled once,
-   with separable cubic convolution (Catmull-Rom, edge pixels replicated), into its grid.
+5. **Reference frame**: a well-matched frame of the first pass (``FIRST_PASS_FRAMES`` frames
+   from the bolus arrival in the heart region) at the position most of those frames share
+   (e.g. the breath-hold), then the closest to their median shift; without a clear first pass,
+   the most typical position among all well-matched dynamic frames. Shifts are re-expressed
+   relative to it and every acquired frame is resampled once, with separable cubic
+   convolution (Catmull-Rom, edge pixels replicated), into its grid: the first-pass frames,
+   which carry the flow, are thus resampled least.
 
 Convention: ``shifts_px[t]`` is the transform reference -> frame ``t``: anatomy at ``p`` in the
 reference grid sits at ``p + shifts_px[t]`` in acquired frame ``t``; hence
@@ -659,7 +662,7 @@ def correct_motion(
 
     images: (T, Y, X) signal (any real dtype). pd_frames: 0-based PD frame indices (kept out of
     the contrast model). pixel_spacing_mm: (dy, dx), default 2 mm (region sizes are in mm).
-    reference_frame: force the reference (default: most typical dynamic frame).
+    reference_frame: force the reference (default: step 5 of the module notes).
     heart_centre: (row, col) to skip automatic localisation.
     method: 'basis' (default: edge stage, then contrast-matched phase-basis stage) or
         'edges' (edge stage only: faster, less accurate across contrast phases).
