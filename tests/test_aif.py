@@ -279,3 +279,36 @@ def test_lv_found_in_a_series_started_as_the_bolus_arrived(seed):
     assert not (det.region & (rv | aorta)).any()
     res = A.detect_aif(late, times[start:])
     assert abs(res.peak_frame - int(np.argmax(late[:, lv].mean(axis=1)))) <= 1
+
+
+@pytest.fixture(scope="module")
+def breathing_aif_exam():
+    """Noise-free 3 T phantom exam (seed 102): its stress AIF series breathes after the
+    breath-hold, by up to 2.4 of its 5.8 mm pixels."""
+    from qperf_viewer.phantom.generate import generate_exam
+
+    return generate_exam(102, "three_tesla", noiseless=True)
+
+
+@pytest.mark.parametrize("corrected", [True, False])
+def test_aif_series_is_motion_corrected_before_its_curve_is_taken(
+    breathing_aif_exam, corrected, monkeypatch
+):
+    """With the correction the stress AIF follows the true blood Gd from its peak on (RMS of
+    the relative error 0.9%, measured); the control without it reads up to 13% low on the
+    recirculation frames after the breath-hold (RMS 3.7%)."""
+    from qperf_viewer.pipeline import aif as P
+
+    monkeypatch.setattr(P, "AIF_MOTION_CORRECTION", corrected)
+    ph = breathing_aif_exam
+    series, truth = ph.exam.conditions["stress"].aif, ph.truth["stress"]
+    curve, flags = P.aif_from_series(series, ph.exam.field_strength_t)
+    assert curve is not None, flags
+    want = np.interp(curve.times_s, truth.aif_times_s, truth.aif_gd_mmol_l)
+    after = slice(int(np.argmax(want)), None)
+    rel = curve.values[after] / want[after] - 1.0
+    rms = float(np.sqrt(np.mean(rel**2)))
+    if corrected:
+        assert rms < 0.015 and np.abs(rel).max() < 0.03, (rms, np.abs(rel).max())
+    else:
+        assert rms > 0.025 and rel.min() < -0.08, (rms, rel.min())

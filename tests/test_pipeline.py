@@ -767,13 +767,15 @@ def test_manual_aif_region_on_the_aif_series(run):
     outside the blood pool is refused with a clear message."""
     from qperf_viewer.errors import InputError
     from qperf_viewer.pipeline import apply_manual_aif
-    from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX
+    from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX, aif_series_images
     from qperf_viewer.quant.aif import detect_aif
 
     res = run.result
     aif = res.exam.conditions["stress"].aif
     assert aif is not None
-    region = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).region
+    # the region as the automatic detection finds it on the (motion-corrected) series
+    images = aif_series_images(aif)[0]
+    region = detect_aif(images, aif.times_s, skip_frames=aif.pd_frames).region
     new = apply_manual_aif(res, "stress", AIF_SERIES_INDEX, region)
     st0, st1 = res.conditions["stress"], new.conditions["stress"]
     assert st1.aif_source == "manual" and st0.aif_source != "manual"

@@ -1,6 +1,7 @@
 """Arterial input function of a condition (:mod:`qperf_viewer.quant.aif` does the work).
 
-Order: the dual-sequence AIF series (LV blood pool found from the temporal behaviour by
+Order: the dual-sequence AIF series (motion-corrected like a perfusion slice, see
+``AIF_MOTION_CORRECTION``; LV blood pool found from the temporal behaviour by
 :func:`~qperf_viewer.quant.aif.detect_aif`, its robust mean signal converted to Gd with the
 series' own PD frames and TS), else the LV blood pool of a basal or mid perfusion slice
 (:func:`~qperf_viewer.quant.aif.aif_from_perfusion` on its Gd, flagged: saturation may bias
@@ -25,6 +26,16 @@ from qperf_viewer.pipeline.common import (
 from qperf_viewer.results import Curve, QuantOptions, SliceResult
 
 AIF_MANUAL = "manual"
+
+#: Motion-correct the dual-sequence AIF series before the LV region is found and its curve is
+#: taken (:func:`qperf_viewer.quant.motion.correct_motion`, reference frame in the first pass).
+#: The region is fixed, and after the breath-hold the breathing moves the blood pool under it
+#: by several of the series' 4-6 mm pixels: on the noise-free phantom three_tesla 102 the
+#: stress AIF read up to 13% low on the recirculation frames (RMS 3.7% from the peak on; 0.9%
+#: corrected), and BTEX, which fits all frames, read segment MBF 3.7-5.0% low (0.5-0.8% with
+#: the true AIF). A hand-drawn region lies on the corrected series too: the dialog opens on
+#: the LV peak, a first-pass frame, and the reference is a first-pass breath-hold frame.
+AIF_MOTION_CORRECTION = True
 
 
 def _dynamic(n_frames: int, pd_frames) -> np.ndarray:
@@ -74,11 +85,12 @@ def aif_from_series(
     from qperf_viewer.quant.aif import detect_aif
     from qperf_viewer.quant.gd import images_to_gd
 
+    images, flags = aif_series_images(aif)
     try:
-        det = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames, manual_region=region)
+        det = detect_aif(images, aif.times_s, skip_frames=aif.pd_frames, manual_region=region)
     except InputError as exc:
-        return None, [f"AIF series: {exc.message}"]
-    flags = list(det.flags)
+        return None, flags + [f"AIF series: {exc.message}"]
+    flags += det.flags
     dyn = _dynamic(len(det.curve), aif.pd_frames)
     opt = options or QuantOptions()
     if aif.units == "gd" or opt.already_gd:
@@ -105,6 +117,23 @@ def aif_from_series(
         return None, flags + [f"AIF series unusable ({why})"]
     times = np.asarray(aif.times_s, dtype=np.float64)[dyn]
     return Curve("aif", times, values, "mmol/L"), flags
+
+
+def aif_series_images(aif: AifSeries) -> tuple[np.ndarray, list[str]]:
+    """The AIF series' images (T, Y, X) as the AIF is taken from them: motion-corrected into
+    the grid of one of its first-pass frames when ``AIF_MOTION_CORRECTION`` is on, with the
+    correction's flags."""
+    if not AIF_MOTION_CORRECTION:
+        return np.asarray(aif.images), []
+    from qperf_viewer.quant.motion import correct_motion
+
+    try:
+        mr = correct_motion(
+            aif.images, aif.pd_frames, pixel_spacing_mm=aif.geometry.pixel_spacing_mm
+        )
+    except InputError as exc:
+        return np.asarray(aif.images), [f"AIF series: {exc.message}; not motion-corrected"]
+    return mr.corrected, [f"AIF series {f}" for f in mr.flags]
 
 
 def aif_from_slices(slices: list[SliceResult]) -> tuple[Curve | None, list[str]]:

@@ -1,6 +1,7 @@
 """Dialog to draw the AIF region on a condition's dual-sequence AIF series.
 
-Shows the low-resolution AIF series (frame slider, opening on the LV blood pool's peak as the
+Shows the low-resolution AIF series as the AIF is taken from it (motion-corrected:
+:func:`qperf_viewer.pipeline.aif.aif_series_images`; frame slider, opening on the LV blood pool's peak as the
 automatic detection finds it); dragging a circle inside the LV blood pool sets a manual AIF
 region, which the session re-fits with (``Session.set_manual_aif(condition, -1, mask)``).
 """
@@ -12,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLabel, QSlider, QVBoxLayout
 
 from qperf_viewer.gui.widgets.cine_viewer import CineViewer
-from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX
+from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX, aif_series_images
 
 
 class AifSeriesDialog(QDialog):
@@ -25,14 +26,14 @@ class AifSeriesDialog(QDialog):
         aif = session.exam.conditions[condition].aif
         self.viewer = CineViewer(condition, self)
         self.viewer.canvas.set_geometry(aif.geometry)
-        stack = np.asarray(aif.images, dtype=np.float32)
+        stack = np.asarray(aif_series_images(aif)[0], dtype=np.float32)
         self.viewer.set_content(
             stack, aif.times_s, "raw", "a.u.", "AIF series", "Auto", pd_frames=aif.pd_frames
         )
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, stack.shape[0] - 1)
         self.slider.valueChanged.connect(self.viewer.set_frame)
-        peak = _lv_peak_frame(aif)
+        peak = _lv_peak_frame(aif, stack)
         self.slider.setValue(int(peak))
         self.viewer.set_frame(int(peak))
         self.viewer.canvas.set_tool("aif")
@@ -57,14 +58,14 @@ class AifSeriesDialog(QDialog):
         self.accept()
 
 
-def _lv_peak_frame(aif) -> int:
-    """Frame where the automatically found LV blood pool peaks (else the brightest frame)."""
+def _lv_peak_frame(aif, stack: np.ndarray) -> int:
+    """Frame where the automatically found LV blood pool of ``stack`` (the series' images,
+    (T, Y, X)) peaks (else the brightest frame)."""
     from qperf_viewer.errors import InputError
     from qperf_viewer.quant.aif import detect_aif
 
     try:
-        return int(detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).peak_frame)
+        return int(detect_aif(stack, aif.times_s, skip_frames=aif.pd_frames).peak_frame)
     except (InputError, ValueError):
-        stack = np.asarray(aif.images)
         dyn = [i for i in range(stack.shape[0]) if i not in set(aif.pd_frames)] or [0]
         return int(max(dyn, key=lambda i: float(np.percentile(stack[i], 99))))
