@@ -9,8 +9,8 @@ delay and compared with the mean true MBF over the same pixels: BTEX within 5%, 
 10%. The per-segment errors (the models' bias on noise-free exam curves) are written to
 ``tests/artifacts/quant_exam_bias_<variant>_<seed>.txt``.
 
-Seven exams (standard 101, three_tesla 102, no_motion 103, four_slices 104, subendocardial 107, transmural 108,
-normal 109, whose rest slices start to breathe during the first pass).
+Seven exams (standard 101, three_tesla 102, no_motion 103, four_slices 104, subendocardial
+107, transmural 108, normal 109, whose rest slices start to breathe during the first pass).
 Segments that a defect splits (true MBF over the eroded segment with a coefficient of
 variation of 10% or more) are left out: a region fit of a mix of flows is not their mean flow.
 """
