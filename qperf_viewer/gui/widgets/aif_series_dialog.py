@@ -2,8 +2,9 @@
 
 Shows the low-resolution AIF series as the AIF is taken from it (motion-corrected:
 :func:`qperf_viewer.pipeline.aif.aif_series_images`; frame slider, opening on the LV blood
-pool's peak as the automatic detection finds it); dragging a circle inside the LV blood pool sets a manual AIF
-region, which the session re-fits with (``Session.set_manual_aif(condition, -1, mask)``).
+pool's peak as the automatic detection finds it); dragging a circle inside the LV blood pool
+sets a manual AIF region, which the session re-fits with
+(``Session.set_manual_aif(condition, -1, mask)``).
 """
 
 from __future__ import annotations
