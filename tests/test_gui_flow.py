@@ -212,6 +212,7 @@ def test_aif_region_drawn_on_the_aif_series(
 ):
     """'Draw on AIF series…' shows the condition's AIF series; a circle dragged there (here the
     automatic LV region) re-fits that condition with a manual AIF, saved for reopening."""
+    from qperf_viewer.pipeline.aif import aif_series_images
     from qperf_viewer.pipeline.edits import load_aif_regions
     from qperf_viewer.quant.aif import detect_aif
 
@@ -225,7 +226,10 @@ def test_aif_region_drawn_on_the_aif_series(
     assert dlg is not None and dlg.viewer.n_frames == len(s.exam.conditions["rest"].aif.times_s)
     dlg.grab().save(str(artifacts_dir / "gui_aif_series_dialog.png"))
     aif = s.exam.conditions["rest"].aif
-    region = detect_aif(aif.images, aif.times_s, skip_frames=aif.pd_frames).region
+    # the dialog shows the series motion-corrected, as the AIF is taken from it
+    images = aif_series_images(aif)[0]
+    np.testing.assert_allclose(dlg.viewer.canvas.stack, images, rtol=1e-6)
+    region = detect_aif(images, aif.times_s, skip_frames=aif.pd_frames).region
     dlg.viewer.canvas.aif_region.emit(region)  # what a drag on the canvas emits
     qtbot.waitUntil(
         lambda: s.result.conditions["rest"].aif_source == "manual" and not s.busy, timeout=120000
