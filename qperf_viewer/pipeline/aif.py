@@ -79,13 +79,16 @@ def aif_from_series(
     field_strength_t: float | None,
     region: np.ndarray | None = None,
     options: QuantOptions | None = None,
+    images: tuple[np.ndarray, list[str]] | None = None,
 ) -> tuple[Curve | None, list[str]]:
     """AIF (Gd, dynamic frames) of a dual-sequence AIF series, or None and why; ``region``:
-    a hand-drawn LV region (Y, X) bool of the series instead of the automatic one."""
+    a hand-drawn LV region (Y, X) bool of the series instead of the automatic one;
+    ``images``: :func:`aif_series_images` of the series when already computed."""
     from qperf_viewer.quant.aif import detect_aif
     from qperf_viewer.quant.gd import images_to_gd
 
-    images, flags = aif_series_images(aif)
+    images, flags = aif_series_images(aif) if images is None else images
+    flags = list(flags)
     try:
         det = detect_aif(images, aif.times_s, skip_frames=aif.pd_frames, manual_region=region)
     except InputError as exc:
@@ -225,12 +228,17 @@ def condition_aif(
     slices: list[SliceResult],
     field_strength_t: float | None,
     options: QuantOptions | None = None,
+    series_images: tuple[np.ndarray, list[str]] | None = None,
 ) -> tuple[Curve | None, str, list[str]]:
-    """(AIF curve over dynamic frames, source, flags) of a condition."""
+    """(AIF curve over dynamic frames, source, flags) of a condition; ``series_images``:
+    :func:`aif_series_images` of its AIF series when already computed (the analysis starts it
+    with the slices' motion correction, off the path from the slices to their fits)."""
     flags: list[str] = []
     if cd.aif is not None:
         try:
-            curve, f = aif_from_series(cd.aif, field_strength_t, options=options)
+            curve, f = aif_from_series(
+                cd.aif, field_strength_t, options=options, images=series_images
+            )
         except (InputError, ValueError) as exc:
             curve, f = None, [f"AIF series failed: {getattr(exc, 'message', exc)}"]
         flags += f

@@ -29,6 +29,7 @@ from qperf_viewer.pipeline.aggregate import (
 from qperf_viewer.pipeline.aif import (
     AIF_MANUAL,
     AIF_SERIES_INDEX,
+    aif_series_images,
     condition_aif,
     manual_aif,
     manual_aif_series,
@@ -175,6 +176,24 @@ def _moco_one(task, clock: StageClock) -> tuple[MotionResult | None, str | None]
 
 
 # ------------------------------------------------------------------------- analyze_exam
+def _aif_images(aif, clock: StageClock):
+    """:func:`~qperf_viewer.pipeline.aif.aif_series_images` of an AIF series (its own stage
+    time)."""
+    with clock("aif_moco"):
+        return aif_series_images(aif)
+
+
+def _aif_images_result(future) -> tuple | None:
+    """The early AIF-series images, or None to let the AIF step compute them (failure)."""
+    try:
+        return future.result()
+    except CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the AIF step tries again and reports
+        log.warning("AIF series motion correction failed", exc_info=True)
+        return None
+
+
 def _why(exc: BaseException) -> str:
     msg = exc.user_message() if hasattr(exc, "user_message") else str(exc)
     return msg if isinstance(exc, InputError) else f"{type(exc).__name__}: {msg}"
@@ -320,9 +339,11 @@ def analyze_exam(
             if not quantify:
                 return
             with clock("aif"):
+                early = aif_images.get(name)
                 aifs[name] = condition_aif(
-                    exam.conditions[name], slices, exam.field_strength_t, options
-                )
+                    exam.conditions[name], slices, exam.field_strength_t, options,
+                    series_images=None if early is None else _aif_images_result(early),
+                )  # fmt: skip
             aif = aifs[name][0]
             for k, sr in enumerate(slices):
                 job = None if aif is None else _job(delay_job, sr, aif, key, clock, hct)
@@ -350,6 +371,12 @@ def analyze_exam(
 
         for i in range(len(tasks)):
             jobs[pool.submit_shared(i)] = ("moco", i)
+        # the AIF series' motion correction, while the workers correct the slices
+        aif_images = {
+            n: threads.submit(_aif_images, exam.conditions[n].aif, clock)
+            for n in names
+            if quantify and exam.conditions[n].aif is not None
+        }
         while jobs:
             finished, _ = wait(list(jobs), timeout=0.1, return_when=FIRST_COMPLETED)
             pool.pump()
