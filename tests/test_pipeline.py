@@ -1043,6 +1043,38 @@ def test_delay_scan_fits_reach_the_optimum_at_every_delay():
         assert abs(flow / mbf - 1.0) <= 0.03
 
 
+def test_coarse_delay_scan_finds_the_full_scans_delay(monkeypatch):
+    """The delay scan is searched coarse to fine (every other 0.1 s delay, then the best one's
+    two neighbours and its 0.05 s midpoints in one batch): on noisy forward-model curves at
+    stress and rest (5 noise draws each, delays on both sides of the free fit) it returns the
+    full scan's delay every time while fitting about a fifth fewer curves (132 against 160)."""
+    import qperf_viewer.pipeline.slices as slices_mod
+    import qperf_viewer.quant.mapping as mapping_mod
+
+    fitted = {"n": 0}
+    real_fit = mapping_mod.fit_curves
+
+    def counting(aif, curves, *a, **kw):
+        fitted["n"] += np.atleast_2d(curves).shape[0]
+        return real_fit(aif, curves, *a, **kw)
+
+    monkeypatch.setattr(mapping_mod, "fit_curves", counting)
+    rows = {True: 0, False: 0}
+    for hr, mbf, vb, sd in ((95.0, [3.0, 3.5], 0.125, 0.02), (66.0, [1.0], 0.09, 0.01)):
+        aif, times, clean = _forward_model_curve(hr, mbf, vb, 0.6)
+        for seed in range(5):
+            curve = clean + np.random.default_rng(seed).normal(0.0, sd, clean.size)
+            got = {}
+            for coarse in (True, False):
+                monkeypatch.setattr(slices_mod, "DELAY_SCAN_COARSE", coarse)
+                fitted["n"] = 0
+                got[coarse] = slices_mod.reference_delay(aif, curve, times)
+                rows[coarse] += fitted["n"]
+            assert got[True] is not None and got[True] == pytest.approx(got[False], abs=1e-9)
+    print(f"\nfitted delays: coarse scan {rows[True]}, full scan {rows[False]}")
+    assert rows[True] <= 0.85 * rows[False]
+
+
 def test_start_shape_is_checked():
     aif, times, clean = _forward_model_curve(66.0, [0.8], 0.09, 0.78)
     with pytest.raises(InputError, match="start_shape"):
