@@ -229,6 +229,7 @@ def test_aif_region_drawn_on_the_aif_series(
     # the dialog shows the series motion-corrected, as the AIF is taken from it
     images = aif_series_images(aif)[0]
     np.testing.assert_allclose(dlg.viewer.canvas.stack, images, rtol=1e-6)
+    assert dlg.viewer.kind == "moco"  # the header says "motion-corrected"
     region = detect_aif(images, aif.times_s, skip_frames=aif.pd_frames).region
     dlg.viewer.canvas.aif_region.emit(region)  # what a drag on the canvas emits
     qtbot.waitUntil(

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLabel, QSlider, QVBoxLayout
 
 from qperf_viewer.gui.widgets.cine_viewer import CineViewer
+from qperf_viewer.pipeline import aif as aif_step
 from qperf_viewer.pipeline.aif import AIF_SERIES_INDEX, aif_series_images
 
 
@@ -27,10 +28,15 @@ class AifSeriesDialog(QDialog):
         aif = session.exam.conditions[condition].aif
         self.viewer = CineViewer(condition, self)
         self.viewer.canvas.set_geometry(aif.geometry)
-        stack = np.asarray(aif_series_images(aif)[0], dtype=np.float32)
-        self.viewer.set_content(
-            stack, aif.times_s, "raw", "a.u.", "AIF series", "Auto", pd_frames=aif.pd_frames
+        images, moco_flags = aif_series_images(aif)
+        stack = np.asarray(images, dtype=np.float32)
+        corrected = aif_step.AIF_MOTION_CORRECTION and not any(
+            "not corrected" in f or "not motion-corrected" in f for f in moco_flags
         )
+        self.viewer.set_content(
+            stack, aif.times_s, "moco" if corrected else "raw", "a.u.", "AIF series", "Auto",
+            pd_frames=aif.pd_frames,
+        )  # fmt: skip
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, stack.shape[0] - 1)
         self.slider.valueChanged.connect(self.viewer.set_frame)
@@ -49,7 +55,7 @@ class AifSeriesDialog(QDialog):
         lay.addWidget(self.viewer, 1)
         lay.addWidget(self.slider)
         lay.addWidget(hint)
-        self.resize(520, 560)
+        self.resize(600, 620)
         self.region: np.ndarray | None = None
 
     def set_region(self, mask) -> None:
