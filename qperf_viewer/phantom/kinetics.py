@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+from qperf_viewer.special import I1_LARGE, I1_SMALL, horner
+
 #: Myocardial tissue density, g/mL.
 TISSUE_DENSITY_G_ML = 1.05
 #: Default hematocrit.
@@ -169,29 +171,6 @@ def flow_heterogeneity(n_units: int = 3, cv: float = 0.3) -> tuple[np.ndarray, n
     return w, m
 
 
-# Abramowitz & Stegun 9.8.3 / 9.8.4 polynomial coefficients for I1 (relative error < 3e-7).
-_I1_SMALL = (0.00032411, 0.00301532, 0.02658733, 0.15084934, 0.51498869, 0.87890594, 0.5)
-_I1_LARGE = (
-    -0.00420059,
-    0.01787654,
-    -0.02895312,
-    0.02282967,
-    -0.01031555,
-    0.00163801,
-    -0.00362018,
-    -0.03988024,
-    0.39894228,
-)
-
-
-def _horner(coeffs: tuple[float, ...], x: np.ndarray) -> np.ndarray:
-    out = np.full_like(x, coeffs[0])
-    for c in coeffs[1:]:
-        out *= x
-        out += c
-    return out
-
-
 def _exchange_density(a: np.ndarray, k: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Continuous part of the outflow impulse response without the exp(-a) factor's
     partner: ``exp(-a - k u) sqrt(a k / u) I1(2 sqrt(a k u))`` for u >= 0 (finite at 0).
@@ -204,13 +183,13 @@ def _exchange_density(a: np.ndarray, k: np.ndarray, u: np.ndarray) -> np.ndarray
     small = z <= 3.75
     ts = np.minimum(z, 3.75) / 3.75
     # z <= 3.75: I1(z)/z * 2ak  (sqrt(ak/u) * z = 2ak)
-    g_small = 2.0 * ak * _horner(_I1_SMALL, ts * ts)
+    g_small = 2.0 * ak * horner(I1_SMALL, ts * ts)
     out = np.exp(-a - k * u)
     if np.all(small):
         return out * g_small
     zl = np.maximum(z, 3.75)
     # z > 3.75: I1(z) = exp(z)/sqrt(z) * P(3.75/z); sqrt(ak/u) = z / (2u) = 2ak / z
-    g_large = np.exp(zl) / np.sqrt(zl) * _horner(_I1_LARGE, 3.75 / zl) * (2.0 * ak / zl)
+    g_large = np.exp(zl) / np.sqrt(zl) * horner(I1_LARGE, 3.75 / zl) * (2.0 * ak / zl)
     return out * np.where(small, g_small, g_large)
 
 
