@@ -312,3 +312,21 @@ def test_aif_series_is_motion_corrected_before_its_curve_is_taken(
         assert rms < 0.015 and np.abs(rel).max() < 0.03, (rms, np.abs(rel).max())
     else:
         assert rms > 0.025 and rel.min() < -0.08, (rms, rel.min())
+
+
+def test_a_failing_aif_series_motion_correction_leaves_the_uncorrected_aif(
+    breathing_aif_exam, monkeypatch
+):
+    """An unexpected error inside the AIF series' motion correction does not stop the AIF: the
+    uncorrected series is used and the flag says so."""
+    from qperf_viewer.pipeline import aif as P
+    from qperf_viewer.quant import motion
+
+    def broken(*a, **k):
+        raise RuntimeError("synthetic failure")
+
+    monkeypatch.setattr(motion, "correct_motion", broken)
+    ph = breathing_aif_exam
+    curve, flags = P.aif_from_series(ph.exam.conditions["stress"].aif, ph.exam.field_strength_t)
+    assert curve is not None and np.all(np.isfinite(curve.values)) and curve.values.max() > 1.0
+    assert "AIF series: motion correction failed; not motion-corrected" in flags

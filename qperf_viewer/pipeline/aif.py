@@ -12,6 +12,8 @@ kinetic fit interpolates them to each slice's times.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from qperf_viewer.errors import InputError
@@ -24,6 +26,8 @@ from qperf_viewer.pipeline.common import (
     MIN_AIF_PEAK_MMOL_L,
 )
 from qperf_viewer.results import Curve, QuantOptions, SliceResult
+
+log = logging.getLogger(__name__)
 
 AIF_MANUAL = "manual"
 
@@ -136,6 +140,10 @@ def aif_series_images(aif: AifSeries) -> tuple[np.ndarray, list[str]]:
         )
     except InputError as exc:
         return np.asarray(aif.images), [f"AIF series: {exc.message}; not motion-corrected"]
+    except Exception:  # noqa: BLE001 - the uncorrected series still gives an AIF
+        log.warning("AIF series motion correction failed", exc_info=True)
+        why = "AIF series: motion correction failed; not motion-corrected"
+        return np.asarray(aif.images), [why]
     return mr.corrected, [f"AIF series {f}" for f in mr.flags]
 
 

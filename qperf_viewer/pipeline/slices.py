@@ -437,7 +437,7 @@ DELAY_SCAN_S = np.round(np.arange(-0.6, 0.6001, 0.1), 3)
 DELAY_REFINE_S = 0.05
 #: The 0.1 s scan is searched coarse to fine: every other delay of it first (0.2 s steps),
 #: then in one batch the two 0.1 s neighbours of their best and its two midpoints (11 fitted
-#: delays instead of 15; two more when a neighbour wins). On the 192 slice scans of seeds
+#: delays instead of 15; one more when a neighbour wins). On the 192 slice scans of seeds
 #: 101-301 of ``benchmarks/bench_accuracy.py`` (all 13 delays fitted and logged) the coarse
 #: search picked the full scan's best delay every time; the scan of a stress+rest exam takes
 #: about 20% less CPU (1.87 s against 2.32 s, 6 slices, best of 3).
@@ -527,62 +527,41 @@ def reference_delay(
         c = prior_cost(rss, fits.vb, fits.mbf_ml_min_g, times.size)
         return np.where(np.asarray(fits.reliable, bool), c, np.inf)
 
+    known: dict[float, tuple[float, float]] = {}  # rounded delay -> (delay, cost)
+
+    def fit(delays: np.ndarray) -> None:
+        """Fit the delays (s) not fitted yet, in one batch."""
+        todo = [float(d) for d in np.unique(delays) if round(float(d), 9) not in known]
+        if todo:
+            for d, v in zip(todo, cost(np.array(todo)), strict=True):
+                known[round(d, 9)] = (d, float(v))
+
+    def best_of(delays: np.ndarray) -> tuple[float, float]:
+        """(delay, cost) of the lowest cost among fitted ``delays``."""
+        got = [known[round(float(d), 9)] for d in delays if round(float(d), 9) in known]
+        return min(got, key=lambda dc: dc[1])
+
+    def midpoints(d: float) -> np.ndarray:
+        return np.clip(d + np.array([-1.0, 1.0]) * DELAY_REFINE_S, *DELAY_BOUNDS_S)
+
     full = np.unique(np.clip(d0 + DELAY_SCAN_S, *DELAY_BOUNDS_S))
-    if not DELAY_SCAN_COARSE or full.size <= 3:
-        return _scan_then_refine(cost, full, d0)
-    # every other delay of the scan, then in one batch the best one's two neighbours on the
-    # scan and its two 0.05 s midpoints (the refinement of the full scan when the best stays)
-    grid = full[::2]
-    c = cost(grid)
-    if not np.isfinite(c).any():
+    if DELAY_SCAN_COARSE and full.size > 3:
+        # every other delay, then in one batch the best one's neighbours and midpoints
+        fit(full[::2])
+        b, c_b = best_of(full[::2])
+        if not np.isfinite(c_b):
+            return d0
+        i = int(np.searchsorted(full, b))
+        fit(np.concatenate([full[max(i - 1, 0) : i + 2], midpoints(b)]))
+    else:
+        fit(full)
+    best, c_best = best_of(full)
+    if not np.isfinite(c_best):
         return d0
-    b = float(grid[int(np.argmin(c))])
-    i = int(np.searchsorted(full, b))
-    near = full[[j for j in (i - 1, i + 1) if 0 <= j < full.size]]
-    mids = np.clip(b + np.array([-1.0, 1.0]) * DELAY_REFINE_S, *DELAY_BOUNDS_S)
-    extra = np.unique(np.concatenate([near, mids]))
-    extra = extra[~np.isin(extra, grid)]
-    ce = cost(extra) if extra.size else np.zeros(0)
-    scan = np.concatenate([grid, extra[np.isin(extra, full)]])
-    c_scan = np.concatenate([c, ce[np.isin(extra, full)]])
-    best = float(scan[int(np.argmin(c_scan))])
-    if best == b:
-        # b's own midpoints are already fitted
-        cand = np.concatenate([scan, extra]), np.concatenate([c_scan, ce])
-        return float(cand[0][int(np.argmin(cand[1]))])
-    # a neighbour is the scan's best: its midpoints as in the full scan (one is fitted)
-    fine = np.unique(np.clip(best + np.array([-1.0, 1.0]) * DELAY_REFINE_S, *DELAY_BOUNDS_S))
-    have = np.concatenate([scan, extra])
-    c_have = np.concatenate([c_scan, ce])
-    todo = fine[~np.isin(fine, have)]
-    c_fine = [c_have[np.flatnonzero(np.isclose(have, f))[0]] for f in fine if np.isin(f, have)]
-    f_have = [f for f in fine if np.isin(f, have)]
-    if todo.size:
-        ct = cost(todo)
-        f_have += todo.tolist()
-        c_fine += ct.tolist()
-    cf = np.asarray(c_fine, dtype=float)
-    if cf.size and np.isfinite(cf).any() and float(cf.min()) < float(c_scan.min()):
-        best = float(np.asarray(f_have)[int(np.argmin(cf))])
-    return best
-
-
-def _scan_then_refine(cost, grid: np.ndarray, d0: float) -> float:
-    """The best delay of a scan ``grid`` (s) by ``cost``, refined on its two 0.05 s
-    midpoints (the full scan, ``DELAY_SCAN_COARSE`` off)."""
-    from qperf_viewer.quant.mapping import DELAY_BOUNDS_S
-
-    c = cost(grid)
-    if not np.isfinite(c).any():
-        return d0
-    best = float(grid[int(np.argmin(c))])
-    fine = np.unique(np.clip(best + np.array([-1.0, 1.0]) * DELAY_REFINE_S, *DELAY_BOUNDS_S))
-    fine = fine[~np.isin(fine, grid)]
-    if fine.size:
-        cf = cost(fine)
-        if np.isfinite(cf).any() and float(cf.min()) < float(c.min()):
-            best = float(fine[int(np.argmin(cf))])
-    return best
+    # the scan's best, replaced by one of its 0.05 s midpoints where that fits better
+    fit(midpoints(best))
+    d_mid, c_mid = best_of(midpoints(best))
+    return d_mid if c_mid < c_best else best
 
 
 def _map_inputs(sr: SliceResult):
