@@ -1075,6 +1075,33 @@ def test_coarse_delay_scan_finds_the_full_scans_delay(monkeypatch):
     assert rows[True] <= 0.85 * rows[False]
 
 
+def test_delay_is_fitted_on_the_frames_near_the_motion_reference(monkeypatch):
+    """The delay fit leaves out the dynamic frames that motion correction moved more than
+    ``DELAY_MAX_SHIFT_MM`` (their resampling spreads blood and fat into the core curve), unless
+    fewer than half of the frames are that still (free breathing: all frames)."""
+    import qperf_viewer.pipeline.slices as slices_mod
+
+    n_pd, n_dyn = 3, 20
+    shifts = np.zeros((n_pd + n_dyn, 2))
+    shifts[n_pd + 12 :] = [1.2, -0.9]  # 1.5 px = 3.0 mm from frame 12 of the dynamics on
+    shifts[n_pd + 15] = [0.3, 0.4]  # 0.5 px = 1.0 mm: still
+    series = SimpleNamespace(
+        dynamic_frames=np.arange(n_pd, n_pd + n_dyn),
+        geometry=SimpleNamespace(pixel_spacing_mm=(2.0, 2.0)),
+    )
+    sr = SimpleNamespace(series=series, shifts_px=shifts)
+    keep = slices_mod.still_frames(sr)
+    want = np.arange(n_dyn) < 12
+    want[15] = True
+    assert keep.dtype == bool and keep.tolist() == want.tolist()
+    # free breathing: 13 of 20 frames moved -> all frames
+    shifts[n_pd + 7 : n_pd + 12] = [2.0, 0.0]
+    assert slices_mod.still_frames(sr).all()
+    shifts[n_pd + 7 : n_pd + 12] = 0.0
+    monkeypatch.setattr(slices_mod, "DELAY_MAX_SHIFT_MM", None)
+    assert slices_mod.still_frames(sr).all()
+
+
 def test_start_shape_is_checked():
     aif, times, clean = _forward_model_curve(66.0, [0.8], 0.09, 0.78)
     with pytest.raises(InputError, match="start_shape"):
