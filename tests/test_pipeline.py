@@ -1102,6 +1102,36 @@ def test_delay_is_fitted_on_the_frames_near_the_motion_reference(monkeypatch):
     assert slices_mod.still_frames(sr).all()
 
 
+def test_delay_scan_without_a_reliable_free_fit_centres_on_the_upslope(monkeypatch):
+    """When the free-delay BTEX fit of the core curve is unreliable (it can run off along the
+    delay-flow valley to a flow beyond the plausible range, as one of the noise draws of
+    ``test_blood_volume_prior_follows_the_flow`` does), the delay scan is centred on the
+    model-free upslope delay instead of giving up: on a noise-free forward-model curve
+    (true delay 0.6 s) it finds the delay within 0.05 s, with its fits started from the
+    dictionary atoms alone."""
+    import qperf_viewer.pipeline.slices as slices_mod
+    import qperf_viewer.quant.mapping as mapping_mod
+
+    aif, times, clean = _forward_model_curve(95.0, [3.0, 3.5], 0.125, 0.6)
+    real_fit = mapping_mod.fit_curves
+    starts = []
+
+    def failing_free_fit(aif_v, curves, *a, **kw):
+        fit = real_fit(aif_v, curves, *a, **kw)
+        if kw.get("model") == "btex" and isinstance(kw.get("delay_s"), str):
+            fit.reliable[:] = False
+        if kw.get("model") == "btex" and not isinstance(kw.get("delay_s"), str):
+            starts.append(kw.get("start_shape"))
+        return fit
+
+    monkeypatch.setattr(mapping_mod, "fit_curves", failing_free_fit)
+    d = slices_mod.reference_delay(aif, clean, times)
+    assert d is not None and abs(d - 0.6) <= 0.05
+    assert starts and all(s is None for s in starts)
+    # and without the scan (e.g. the caller asked for the free fit alone): no delay
+    assert slices_mod.reference_delay(aif, clean, times, scan=False) is None
+
+
 def test_start_shape_is_checked():
     aif, times, clean = _forward_model_curve(66.0, [0.8], 0.09, 0.78)
     with pytest.raises(InputError, match="start_shape"):
@@ -1299,7 +1329,13 @@ def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):
     coefficient: spill), the delay jobs' curves do not (coefficient within 2% of the raw one's
     magnitude), and the two differ by a multiple of the RV signal only."""
     from qperf_viewer.pipeline.common import StageClock
-    from qperf_viewer.pipeline.slices import _map_inputs, _typical_curve, delay_job, rv_signal
+    from qperf_viewer.pipeline.slices import (
+        _map_inputs,
+        _typical_curve,
+        delay_job,
+        rv_signal,
+        still_frames,
+    )
     from qperf_viewer.quant.aif import align_aif
 
     checked = 0
@@ -1310,7 +1346,11 @@ def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):
             if job is None or rv is None:
                 continue
             _, _, core, times, gd = _map_inputs(sr)
-            raw = _typical_curve(gd, core, cr.aif)
+            # the delay is fitted on the frames near the motion reference
+            keep = still_frames(sr)
+            raw = _typical_curve(gd, core, cr.aif)[keep]
+            rv, times = rv[keep], times[keep]
+            assert job.typical.shape == raw.shape
             a = np.asarray(align_aif(cr.aif.values, cr.aif.times_s, times)[0])
             pre = rv[: int(np.argmax(a > 0.05 * a.max()))]
             k = pre.size

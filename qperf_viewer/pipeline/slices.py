@@ -505,18 +505,30 @@ def reference_delay(
         aif.values, curve[None], times, model=fit_model, aif_times_s=aif.times_s,
         hematocrit=hematocrit, delay_s="each", prior=False,
     )  # fmt: skip
-    if not ref.reliable[0]:
-        return None
-    d0 = float(np.clip(ref.delay_s[0], *DELAY_BOUNDS_S))
-    if fit_model != "btex" or not scan:
-        return d0
-
-    # the free fit's shape starts every fixed-delay fit, besides the best dictionary atoms
-    # (``mapping.SCAN_STARTS``): from the best atom alone the fits near the true delay
-    # stopped in a local minimum
     from qperf_viewer.quant import btex
 
-    start = np.array([float(ref.params[k][0]) for k in btex.SHAPE_PARAMS])
+    start = None
+    if ref.reliable[0]:
+        d0 = float(np.clip(ref.delay_s[0], *DELAY_BOUNDS_S))
+        if fit_model != "btex" or not scan:
+            return d0
+        # the free fit's shape starts every fixed-delay fit, besides the best dictionary
+        # atoms (``mapping.SCAN_STARTS``): from the best atom alone the fits near the true
+        # delay stopped in a local minimum
+        start = np.array([float(ref.params[k][0]) for k in btex.SHAPE_PARAMS])
+    elif fit_model == "btex" and scan:
+        # the free fit can run off along the valley (later and later, the flow beyond the
+        # plausible range: unreliable); the scan is then centred on the model-free upslope
+        # delay (the Fermi fit's) and its fits start from the dictionary atoms alone
+        up = fit_curves(
+            aif.values, curve[None], times, model="fermi", aif_times_s=aif.times_s,
+            hematocrit=hematocrit, delay_s="each",
+        )  # fmt: skip
+        if not up.reliable[0]:
+            return None
+        d0 = float(np.clip(up.delay_s[0], *DELAY_BOUNDS_S))
+    else:
+        return None
 
     def cost(grid: np.ndarray) -> np.ndarray:
         fits = fit_curves(
