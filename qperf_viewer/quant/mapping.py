@@ -20,11 +20,11 @@ How the fit works (fast, vectorised over pixels)
        subtracted (a residual Gd baseline from an earlier bolus is in equilibrium and drops
        out). Both are then divided by the AIF peak (exact invariance to a common scale).
     2. Irregular sampling: the model is evaluated on a fine uniform grid (``dt_fine_s``,
-       default 0.2 s or a quarter of the shortest AIF frame interval if that is less): the
-       AIF is interpolated between its sample times with a monotone cubic (PCHIP; zero before
-       its first sample, held after its last), convolved by FFT with the exact cell averages
-       of the model residue, and the fine model curve is sampled at the actual frame times
-       ``t_i - delay`` by linear interpolation. The data are never resampled.
+       default 0.2 s or a quarter of the shortest AIF frame interval if that is less, at least
+       0.05 s): the AIF is interpolated between its sample times with a monotone cubic (PCHIP;
+       zero before its first sample, held after its last), convolved by FFT with the exact
+       cell averages of the model residue, and the fine model curve is sampled at the actual
+       frame times ``t_i - delay`` by linear interpolation. The data are never resampled.
     3. Bolus-arrival delay: the flow estimate is very sensitive to it (about 1% per 10 ms at
        stress), and single noisy curves do not pin it down, so it is estimated once on a
        high-SNR curve: the mean of the given region curves (:func:`fit_curves`, default
@@ -110,6 +110,10 @@ _CHUNK = 1024
 #: 0.097 s against 0.077 / 0.098 s); ``qperf-viewer analyze`` took 1.8 CPU-s (about 25%)
 #: less, ``benchmarks/bench_analyze.py --baseline``, 3 alternated pairs.
 FINE_DT_S = 0.2
+#: ... but not below this (s): one frame per heartbeat is at least 0.2 s apart, and two frames
+#: a few ms apart (a duplicated or odd trigger time) made the grid so fine that one region fit
+#: took 99 s and a 900-pixel map 22 GB (4 ms apart, 60 frames).
+FINE_DT_MIN_S = 0.05
 
 
 @dataclass
@@ -334,7 +338,7 @@ class _Problem:
         steps = np.diff(aif_times)
         dt = FINE_DT_S if dt_fine_s is None else float(dt_fine_s)
         if dt_fine_s is None and steps.size:  # at most a quarter of the shortest AIF interval
-            dt = min(dt, float(steps.min()) / 4.0)
+            dt = max(min(dt, float(steps.min()) / 4.0), FINE_DT_MIN_S)
         dt = max(dt, 1e-3)
         self.dt = dt
         self.t0 = float(min(self.times[0], aif_times[0]))
