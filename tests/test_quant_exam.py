@@ -14,8 +14,8 @@ hypertrophy 106, subendocardial 107, transmural 108, normal 109 (its rest slices
 breathe during the first pass), standard 110 (its stress slices start to breathe in the middle
 of the first pass, up to 5 px: the case of ``slices.DELAY_MAX_SHIFT_MM``), dark_rim 111,
 philips 112 and no_aif 113 (AIF from the blood pool of the perfusion series). Not here:
-mirrored 110, which misses with Fermi (2026-12-04: worst segment +10.7%,
-BTEX +4.8%; the same exam unmirrored reads at most +7.7% and +3.0%).
+mirrored 110, which misses with Fermi (2026-12-05: worst segment +11.1%,
+BTEX +5.0%; the same exam unmirrored reads at most +8.0% and +3.1%).
 Segments that a defect splits (true MBF over the eroded segment with a coefficient of
 variation of 10% or more) are left out: a region fit of a mix of flows is not their mean flow.
 """

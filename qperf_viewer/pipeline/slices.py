@@ -652,11 +652,12 @@ def _kinetic_job(
 #: motion-correction reference only, when at least ``DELAY_MIN_STILL_SHARE`` of them are
 #: (None: all frames). A frame far from the reference is resampled across its whole
 #: displacement, which spreads the blood pool and the epicardial fat a little into the core
-#: curve (interpolation blur; through-plane motion in real data): on the noise-free phantom
+#: curve (interpolation blur): on the noise-free phantom
 #: exam ``standard`` 110, breathing from the middle of the stress first pass (up to 5 px)
 #: made the core curve 1-1.5% high on the moving upslope frames; the delay came out 0.045 s
 #: late, and its stress segments read +4-7% (BTEX) and +9-15% (Fermi) instead of at most
-#: +2.8% and +8% at the true delay. With the frames within 2 mm: 0.008 s late.
+#: +2.8% and +8% at the true delay. With the frames within 2 mm: -0.002 s (0.000 s with the
+#: 0.15 s fine grid of ``mapping.FINE_DT_S``).
 DELAY_MAX_SHIFT_MM: float | None = 2.0
 DELAY_MIN_STILL_SHARE = 0.5
 
