@@ -17,7 +17,10 @@ class QPerfError(Exception):
         super().__init__(self.user_message())
 
     def user_message(self) -> str:
-        parts = [self.message]
+        message = self.message.rstrip()
+        if message and message[-1] not in ".!?:":
+            message += "."  # a sentence, also when a hint follows
+        parts = [message]
         if self.path:
             parts.insert(0, f"{self.path}:")
         if self.hint:

@@ -118,7 +118,7 @@ def test_cli_limits_numpy_blas_threads_before_numpy_loads(preset, expected):
     ("args", "status", "stream", "text"),
     [
         (["--version"], 0, "stdout", "qperf-viewer"),
-        (["analyze", "/no/such/exam"], 2, "stderr", "no such file or folder"),
+        (["analyze", "/no/such/exam"], 2, "stderr", "no such file or folder. Check the path."),
         (["--no-such-option"], 2, "stderr", "unrecognized arguments"),
     ],
 )
@@ -136,3 +136,28 @@ def test_console_entry_keeps_exit_status_and_flushes_output(args, status, stream
     )  # fmt: skip
     assert out.returncode == status
     assert text in getattr(out, stream)
+
+
+@pytest.mark.parametrize(
+    ("message", "hint", "expected"),
+    [
+        (
+            "no such file or folder",
+            "Check the path.",
+            "/x: no such file or folder. Check the path.",
+        ),
+        ("the file is empty.", None, "/x: the file is empty."),
+        (
+            "the folder holds 2 studies: a; b",
+            "Choose one.",
+            "/x: the folder holds 2 studies: a; b. Choose one.",
+        ),
+        ("Is this a DICOM file?", "Check it.", "/x: Is this a DICOM file? Check it."),
+    ],
+)
+def test_error_messages_are_sentences(message, hint, expected):
+    """What the user reads ends each part with a full stop, also where the raising code left
+    it out before a hint."""
+    from qperf_viewer.errors import InputError
+
+    assert str(InputError(message, path="/x", hint=hint)) == expected
