@@ -13,7 +13,7 @@ Erosion: a pixel is kept when none of its 8 neighbours lies outside the myocardi
 The phantom moves the heart by resampling its rendered (partial-volume) frames with separable
 cubic interpolation and the motion correction resamples them back, so on moving frames a pixel
 mixes all 8 neighbours, diagonal ones included (weight up to 0.32 each at half-pixel shifts).
-With the 4-neighbour erosion used before (2026-12-05), the curves of mirrored 110 carried
+With the 4-neighbour erosion used until stop 26 (2026-12-05), the curves of mirrored 110 carried
 LV blood on the breathing frames of the stress first pass: its basal inferior segment (24
 pixels) read Fermi +11.1%, BTEX +2.2%; with this erosion +6.5% and -1.8%.
 
