@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from qperf_viewer.errors import InputError
 from qperf_viewer.exam import LABEL_LV, LABEL_RV, AifSeries, SliceSeries
+from qperf_viewer.quant.pchip import Pchip
 
 __all__ = [
     "DEFAULT_R1_L_PER_MMOL_S",
@@ -165,8 +165,8 @@ class TableLUT:
         self.r1_table = y
         self.ratio_min = float(x[0])
         self.ratio_max = float(x[-1])
-        self._to_r1 = PchipInterpolator(x, y, extrapolate=False)
-        self._to_ratio = PchipInterpolator(y, x, extrapolate=False)
+        self._to_r1 = Pchip(x, y)
+        self._to_ratio = Pchip(y, x)
 
     @classmethod
     def from_lut(cls, lut: RatioLUT, r1_grid_per_s: Sequence[float]) -> TableLUT:

@@ -77,6 +77,7 @@ import numpy as np
 
 from qperf_viewer.errors import InputError
 from qperf_viewer.quant import btex, fermi
+from qperf_viewer.quant.pchip import Pchip
 
 MODELS: dict[str, types.ModuleType] = {"fermi": fermi, "btex": btex}
 
@@ -455,9 +456,7 @@ def _residue_bank(mod: types.ModuleType, dt: float, n: int, shape: np.ndarray) -
 
 def _interp_aif(t: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
     if t.size >= 3:
-        from scipy.interpolate import PchipInterpolator
-
-        y = PchipInterpolator(t, a, extrapolate=False)(x)
+        y = Pchip(t, a)(x)
         y = np.where(x < t[0], 0.0, np.where(x > t[-1], a[-1], y))
         return np.nan_to_num(y, nan=0.0)
     return np.interp(x, t, a, left=0.0, right=a[-1])
