@@ -1421,3 +1421,38 @@ def test_apical_rest_slice_the_model_could_not_locate_is_segmented(tmp_path):
     print(f"\napical rest myocardium Dice {dice:.3f}; flags {apical.flags}")
     assert dice > 0.85
     assert all(cr.segments[s].mbf is not None for s in range(1, 17))
+
+
+def test_analysis_allocates_without_numpy_huge_pages_and_restores_the_setting(phantom_dir):
+    """numpy's huge-page ``madvise`` is off while an exam is analysed (its first-touch faults
+    cost 0.4-0.6 s of system time per worker process on the reference machine, see
+    ``qperf_viewer.numpy_pages``) and numpy's own setting is back afterwards, also after an
+    error."""
+    from qperf_viewer.dicom import load_exam, scan_folder
+    from qperf_viewer.numpy_pages import _madvise_setter, numpy_page_policy
+
+    setter = _madvise_setter()
+    if setter is None:
+        pytest.skip("this numpy has no huge-page switch")
+
+    def state() -> bool:
+        v = setter(True)
+        setter(v)
+        return v
+
+    seen: list[bool] = []
+    truth = TruthSegmenter(phantom_dir)
+
+    def recording(*args, **kwargs):
+        seen.append(state())
+        return truth(*args, **kwargs)
+
+    exam = load_exam(scan_folder(phantom_dir / "dicom"))
+    setter(True)
+    analyze_exam(exam, segmenter=recording, quantify=False)
+    assert seen and not any(seen)  # off on the analysis threads
+    assert state() is True  # restored
+    with pytest.raises(RuntimeError), numpy_page_policy():
+        assert state() is False
+        raise RuntimeError("boom")
+    assert state() is True

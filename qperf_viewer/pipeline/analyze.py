@@ -47,6 +47,7 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     default_workers,
     monotonic_progress,
+    numpy_page_policy,
     report_progress,
     run_parallel,
 )
@@ -229,6 +230,7 @@ def default_segmenter() -> Segmenter:
     return seg
 
 
+@numpy_page_policy()
 def analyze_exam(
     exam: PerfusionExam,
     *,

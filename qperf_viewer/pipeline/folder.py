@@ -20,6 +20,7 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     default_output_dir,
     monotonic_progress,
+    numpy_page_policy,
     report_progress,
 )
 from qperf_viewer.pipeline.outputs import write_outputs
@@ -101,6 +102,7 @@ def _index_problems(index, study) -> list[str]:
     return [f"[{p.severity}] {p}" for p in probs if p.severity in ("error", "warning")]
 
 
+@numpy_page_policy()
 def analyze_folder(
     path: str | Path,
     *,

@@ -60,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from qperf_viewer.errors import InputError
+    from qperf_viewer.numpy_pages import numpy_page_policy
     from qperf_viewer.quant.mapping import mbf_map
 
     aif = _load(args.aif, "AIF")
@@ -101,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".npy", ".npz"):
         raise InputError("The output must end in .npy or .npz.", path=str(out))
-    maps = mbf_map(aif, tissue, times, model=args.model, hematocrit=args.hematocrit)
+    with numpy_page_policy():  # a fresh process: see qperf_viewer.numpy_pages
+        maps = mbf_map(aif, tissue, times, model=args.model, hematocrit=args.hematocrit)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npz":
         np.savez_compressed(out, **maps.arrays())
