@@ -1,5 +1,6 @@
-"""numpy's use of transparent huge pages during the heavy entry points (the analysis, the
-``map`` command): the kinetic fits allocate temporaries of tens of MB anew in every process.
+"""numpy's use of transparent huge pages during the heavy entry points (``analyze_folder``,
+``analyze_exam``, ``apply_manual_aif`` and the ``map`` command): the kinetic fits allocate
+temporaries of tens of MB anew in every process.
 
 On this project's 2-core reference machine (transparent huge pages in ``madvise`` mode, with
 synchronous defragmentation for regions that ask for them) numpy's default ``madvise`` made

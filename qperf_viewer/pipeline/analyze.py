@@ -484,6 +484,7 @@ _AIF_FLAG_PREFIXES = (
 )
 
 
+@numpy_page_policy()
 def apply_manual_aif(
     result: AnalysisResult,
     condition: str,
