@@ -20,6 +20,7 @@ from qperf_viewer.exam import (
     CONDITIONS,
     PerfusionExam,
 )
+from qperf_viewer.numpy_pages import numpy_page_policy
 from qperf_viewer.pipeline.aggregate import (
     condition_heart_rate,
     condition_result,
@@ -47,7 +48,6 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     default_workers,
     monotonic_progress,
-    numpy_page_policy,
     report_progress,
     run_parallel,
 )

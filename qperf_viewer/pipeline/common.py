@@ -20,7 +20,6 @@ import numpy as np
 
 from qperf_viewer import config
 from qperf_viewer.errors import CancelledError
-from qperf_viewer.numpy_pages import numpy_page_policy  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

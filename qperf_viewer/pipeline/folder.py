@@ -11,6 +11,7 @@ from qperf_viewer.errors import InputError
 from qperf_viewer.exam import (
     CONDITIONS,
 )
+from qperf_viewer.numpy_pages import numpy_page_policy
 from qperf_viewer.pipeline.analyze import analyze_exam, exit_status, partial_notes
 from qperf_viewer.pipeline.common import (
     Progress,
@@ -20,7 +21,6 @@ from qperf_viewer.pipeline.common import (
     check_cancel,
     default_output_dir,
     monotonic_progress,
-    numpy_page_policy,
     report_progress,
 )
 from qperf_viewer.pipeline.outputs import write_outputs
