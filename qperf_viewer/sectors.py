@@ -462,7 +462,10 @@ def segment_values(
     0.7-1.07) and the epicardial border reads low; over the 65 runs of
     ``benchmarks/bench_accuracy.py`` leaving both borders out (stop 26) met the targets in 58
     runs instead of 61, and leaving out the endocardial ring alone (stop 29) in 45, with the
-    stress bias at -6.5% instead of -3.0% and the rest bias at -4.5% instead of -0.7%.
+    stress bias at -6.5% instead of -3.0% and the rest bias at -4.5% instead of -0.7%. A
+    per-pixel LV blood fraction fitted on the frames between the AIF's foot and the tissue's
+    arrival (offline, normal 209) took the ring's stress excess from 1.25-1.74 to 1.09-1.34 but
+    the whole wall's median down 16-20%: those frames already carry tissue signal.
     """
     maps, valids, ahas, labs = map(_as_list, (mbf_map, valid_mask, aha_map, labels))
     if not (len(maps) == len(valids) == len(ahas) == len(labs)):
