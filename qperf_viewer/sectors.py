@@ -458,14 +458,14 @@ def segment_values(
     ``min_layer_pixels`` or when the segment is unreliable. Returns segments 1-16, no NaN.
 
     All myocardial pixels count, the ring next to the LV pool included. On the phantom exams
-    that ring reads 6-70% above the rest of the wall from blood spill (seeds 202-213; truth
-    0.7-1.07) and the epicardial border reads low; over the 65 runs of
+    that ring reads 6-70% above the rest of the wall from blood spill (seeds 201-213; truth
+    0.69-1.07) and the epicardial border reads low; over the 65 runs of
     ``benchmarks/bench_accuracy.py`` leaving both borders out (stop 26) met the targets in 58
     runs instead of 61, and leaving out the endocardial ring alone (stop 29) in 45, with the
     stress bias at -6.5% instead of -3.0% and the rest bias at -4.5% instead of -0.7%. A
     per-pixel LV blood fraction fitted on the frames between the AIF's foot and the tissue's
     arrival (offline, normal 209) took the ring's stress excess from 1.25-1.74 to 1.09-1.34 but
-    the whole wall's median down 16-20%: those frames already carry tissue signal.
+    the whole wall's stress median down 16-20%: those frames already carry tissue signal.
     """
     maps, valids, ahas, labs = map(_as_list, (mbf_map, valid_mask, aha_map, labels))
     if not (len(maps) == len(valids) == len(ahas) == len(labs)):
