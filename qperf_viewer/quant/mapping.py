@@ -863,7 +863,9 @@ def _window(
     peak + ``FIRST_PASS_WINDOW`` (pixel maps: ``PIXEL_FIRST_PASS_WINDOW`` where the model
     has it) x its rise time, shifted by the tissue's bolus-arrival ``delay``, with a linear
     taper of the least-squares weight over one frame interval around that end (so the
-    estimate does not jump when a frame crosses it)."""
+    estimate does not jump when a frame crosses it). Region fits of models with
+    ``FIRST_PASS_TAPER`` instead weight the frames after the (delayed) AIF peak by a linear
+    ramp from 1 there to 0 at the window's end."""
     n_t = prep.times.size
     w = getattr(mod, "FIRST_PASS_WINDOW", None)
     if pixels and w is not None:
@@ -875,6 +877,10 @@ def _window(
     end = t_peak + max(delay, 0.0) + w * max(t_peak - t_foot, 0.0)
     step = float(np.median(np.diff(prep.times))) if n_t > 1 else 1.0
     ls_w = np.clip((end + 0.5 * step - prep.times) / step, 0.0, 1.0)
+    if not pixels and getattr(mod, "FIRST_PASS_TAPER", False):
+        t_top = t_peak + max(delay, 0.0)
+        ramp = np.clip((end - prep.times) / max(end - t_top, 1e-6), 0.0, 1.0)
+        ls_w = np.where(prep.times <= t_top, 1.0, ramp)
     frames = np.flatnonzero(ls_w > 0)
     first_after = int(np.searchsorted(prep.times, t_foot + max(delay, 0.0)))
     need = min(n_t, max(first_after + 5, 6))
