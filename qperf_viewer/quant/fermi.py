@@ -57,8 +57,8 @@ TISSUE_DENSITY_G_ML = 1.05
 #: ========================== ================ ================ ========================
 #:
 #: Rest read +1.0% (flat 0.75) and +2.9% (ramp to 2.0). On model curves of the phantom's
-#: forward model (120 random stress/rest draws over the exams' ranges of bolus, heart rate,
-#: PS, volumes and delay; 4 segments each) stress read +5.0% (SD 3.1%, 92% within 10%) flat
+#: forward model (60 random stress draws over the exams' ranges of bolus, heart rate, PS,
+#: volumes and delay; 4 segments each) stress read +5.0% (SD 3.1%, 92% within 10%) flat
 #: to 0.75, +4.7% (3.1%, 99%) ramped to 2.0 and +0.5% (4.5%, 98%) ramped to 3.0; but at a
 #: low extraction (PS 1.3 mL/min/g at 3.5 mL/min/g, ``tests/test_kinetics.py``) the ramp to
 #: 3.0 read 18% low and the ramp to 2.25 12% low, against 9% low with the ramp to 2.0.
