@@ -301,3 +301,44 @@ def test_cli_lists_variants(capsys):
 
     assert main(["phantom", "unused", "--list-variants"]) == 0
     assert "mirrored" in capsys.readouterr().out
+
+
+def test_displaced_frames_are_rendered_not_interpolated(monkeypatch):
+    """Breathing moves the heart by sub-pixel amounts; each displaced frame is rendered at its
+    displacement (the anatomy moved by the sub-pixel part, whole pixels shifted exactly), as
+    a scanner images a moved heart, not blurred by interpolating the reference frame.
+
+    Measured on the true Gd maps of a noise-free exam against the same exam without
+    breathing (same contrast at every frame): in frames displaced by half a pixel, the total
+    variation around the heart (its edges) is that of the still frame within 1.5%, while
+    shifting the still frame by linear interpolation (the phantom until generator version 2)
+    lowers it by about 6% (the control: the measure sees blur)."""
+    import dataclasses
+
+    import qperf_viewer.phantom.generate as gen
+    from qperf_viewer.phantom import motion as mo
+
+    def tv(a):
+        return np.abs(np.diff(a, axis=0)).sum() + np.abs(np.diff(a, axis=1)).sum()
+
+    moving = generate_exam(5, "standard", noiseless=True)
+    real = gen.resolve_variant
+    monkeypatch.setattr(
+        gen, "resolve_variant", lambda v, s: dataclasses.replace(real(v, s), motion=False)
+    )
+    still = generate_exam(5, "standard", noiseless=True)
+    exact, blurred = [], []
+    for sm, ss in zip(moving.truth["stress"].slices, still.truth["stress"].slices, strict=True):
+        d = sm.displacement_px
+        assert np.allclose(d * 2, np.round(d * 2))  # half-pixel steps (motion.STEP_PX)
+        half = np.flatnonzero(np.all(np.abs(d - np.floor(d)) == 0.5, axis=1))
+        rr, cc = np.nonzero(sm.labels > 0)
+        box = np.s_[max(rr.min() - 15, 0) : rr.max() + 16, max(cc.min() - 15, 0) : cc.max() + 16]
+        for t in half:
+            ref = tv(ss.gd_mmol_l[t][box])
+            exact.append(tv(sm.gd_mmol_l[t][box]) / ref)
+            lin = mo.shift_frames(ss.gd_mmol_l[t][None], d[t][None])[0]
+            blurred.append(tv(lin[box]) / ref)
+    assert len(exact) >= 10
+    assert np.all(np.abs(np.array(exact) - 1.0) < 0.015), exact
+    assert np.mean(blurred) < 0.97, blurred

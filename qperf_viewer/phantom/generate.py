@@ -42,8 +42,10 @@ from qperf_viewer.phantom.variants import VariantOptions, resolve_variant
 
 #: Bump when the generated exams change (the cached demo and benchmark exams are then
 #: regenerated). 2: the descending aorta no longer intrudes into the heart (see
-#: :func:`qperf_viewer.phantom.anatomy._clear_aorta`).
-GENERATOR_VERSION = "2"
+#: :func:`qperf_viewer.phantom.anatomy._clear_aorta`). 3: breathing displaces each frame by
+#: rendering the anatomy at its displacement (rounded to ``motion.STEP_PX``), no longer by
+#: interpolating the reference frame, which blurred every displaced frame.
+GENERATOR_VERSION = "3"
 HEMATOCRIT = kin.HEMATOCRIT
 R1 = kin.R1_L_PER_MMOL_S
 FINE_DT_S = 0.1
@@ -372,13 +374,6 @@ def _render_condition_slice(
     for k, name in enumerate(names):
         if name in curves:
             gd_cls[:, k] = curves[name]
-    # Per-pixel myocardial Gd (lv_myo + papillary share the pixel's MBF).
-    mbf_pix = mbf_field(plan, condition, rend.phi_deg, rend.depth, rend.zeta)
-    mf = rend.moving_frac
-    i_myo, i_pap, i_rvw = (an.C[n] - ns for n in ("lv_myo", "papillary", "rv_wall"))
-    myo_frac = mf[i_myo] + mf[i_pap]
-    sel = myo_frac > 0
-    gd_myo_pix = tissue_lookup(mbf_pix[sel], times)  # (N, T)
     rv_mbf = np.full(1, 0.6 * plan.mbf_global[condition])
     gd_cls[:, an.C["rv_wall"]] = tissue_lookup(rv_mbf, times)[0]
 
@@ -395,19 +390,32 @@ def _render_condition_slice(
     tex_s = _texture(rng_tex, (ny, nx), 0.08, 1.0 if low_res else 1.5)
     static = (s_cls[:, :ns] @ sfr).reshape(nt, ny, nx) * tex_s
     gd_static = (gd_cls[:, :ns] @ sfr).reshape(nt, ny, nx)
-    # Moving layer (uniform classes, then per-pixel myocardium).
-    mfr = mf.reshape(mf.shape[0], -1).copy()
-    mfr[i_myo] = 0.0
-    mfr[i_pap] = 0.0
-    moving = (s_cls[:, ns:] @ mfr).reshape(nt, ny, nx)
-    gd_moving = (gd_cls[:, ns:] @ mfr).reshape(nt, ny, nx)
-    gd_myo_pix = gd_myo_pix.astype(np.float32)
-    s_myo = sig(pd[an.C["lv_myo"]], t1[an.C["lv_myo"]], gd_myo_pix.T).astype(np.float32)
-    moving[:, sel] += s_myo * myo_frac[sel][None, :]
-    if plan.opts.rim_artefact:
-        drop = _rim_drop(plan, rend, sel, s_cls[:, an.C["lv_blood"]], s_myo, n_pd)
-        moving[:, sel] -= drop * myo_frac[sel][None, :]
-    gd_moving[:, sel] += gd_myo_pix.T * myo_frac[sel][None, :]
+
+    def moving_layer(r):
+        """(signal, Gd) (T, Y, X) and cover (Y, X) of the moving layer as rendered in ``r``
+        (uniform classes, then the per-pixel myocardium; no texture)."""
+        mf = r.moving_frac
+        myo_frac = mf[i_myo] + mf[i_pap]
+        sel = myo_frac > 0
+        # lv_myo + papillary share the pixel's MBF, which moves with the tissue
+        mbf_pix = mbf_field(plan, condition, r.phi_deg, r.depth, r.zeta)
+        gd_myo_pix = tissue_lookup(mbf_pix[sel], times).astype(np.float32)  # (N, T)
+        mfr = mf.reshape(mf.shape[0], -1).copy()
+        mfr[i_myo] = 0.0
+        mfr[i_pap] = 0.0
+        mov = (s_cls[:, ns:] @ mfr).reshape(nt, ny, nx)
+        gd_mov = (gd_cls[:, ns:] @ mfr).reshape(nt, ny, nx)
+        s_myo = sig(pd[an.C["lv_myo"]], t1[an.C["lv_myo"]], gd_myo_pix.T).astype(np.float32)
+        mov[:, sel] += s_myo * myo_frac[sel][None, :]
+        if plan.opts.rim_artefact:
+            drop = _rim_drop(plan, r, sel, s_cls[:, an.C["lv_blood"]], s_myo, n_pd)
+            mov[:, sel] -= drop * myo_frac[sel][None, :]
+        gd_mov[:, sel] += gd_myo_pix.T * myo_frac[sel][None, :]
+        return mov, gd_mov, mf.sum(axis=0)
+
+    i_myo, i_pap = (an.C[n] - ns for n in ("lv_myo", "papillary"))
+    moving, gd_moving, cover = moving_layer(rend)
+    mf = rend.moving_frac
     tex_m = _texture(rng_tex, (ny, nx), 0.04, 1.0 if low_res else 1.6)
     # Organ texture: fine mottling of the liver, large blobs (bowel, stomach, spleen) below.
     liver = mf[an.C["liver"] - ns]
@@ -415,18 +423,38 @@ def _render_condition_slice(
     fine = _texture(rng_tex, (ny, nx), 0.12, 1.2) - 1.0
     blobs = _texture(rng_tex, (ny, nx), 0.35, 5.0) - 1.0
     tex_m = tex_m * np.clip(1.0 + liver * fine + abdo * blobs, 0.3, None)
-    moving *= tex_m
-    cover = mf.sum(axis=0)
 
-    # Respiratory motion of the moving layer.
+    # Respiratory motion of the moving layer: each displaced frame is rendered at its
+    # displacement (the sub-pixel part by rendering the anatomy moved by it, the whole-pixel
+    # part by an exact shift), so that moving frames keep the partial volume of a sharp
+    # acquisition; the smooth texture moves with the tissue by linear interpolation.
+    disp_px = np.asarray(disp_px, dtype=float)
+    cover_t = np.broadcast_to(cover, moving.shape).astype(np.float32)
     if np.any(disp_px != 0):
-        stack = np.stack(
-            [moving, gd_moving, np.broadcast_to(cover, moving.shape).astype(np.float32)], axis=1
-        )
-        stack = mo.shift_frames(stack, disp_px)
-        moving, gd_moving, cover_t = stack[:, 0], stack[:, 1], stack[:, 2]
+        moving, gd_moving, cover_t = moving.copy(), gd_moving.copy(), cover_t.copy()
+        whole = np.floor(disp_px + 1e-9)
+        frac = np.round(disp_px - whole, 9)
+        dy, dx = geom.pixel_spacing_mm
+        for fr in np.unique(frac, axis=0):
+            idx = np.flatnonzero(np.all(frac == fr, axis=1) & np.any(disp_px != 0, axis=1))
+            if idx.size == 0:
+                continue
+            if np.any(fr != 0):
+                moved = np.asarray(shift_mm, dtype=float) + (
+                    fr[0] * dy * np.asarray(geom.col_dir) + fr[1] * dx * np.asarray(geom.row_dir)
+                )
+                rb = an.render_slice(plan.anat, geom, phase=phase, shift_mm=moved)
+                m_b, g_b, c_b = moving_layer(rb)
+            else:
+                m_b, g_b, c_b = moving, gd_moving, cover
+            c_b = np.broadcast_to(c_b, m_b.shape)
+            stack = np.stack([m_b[idx], g_b[idx], c_b[idx]], axis=1)
+            stack = mo.shift_frames(stack, whole[idx])  # whole pixels: exact
+            moving[idx], gd_moving[idx], cover_t[idx] = stack[:, 0], stack[:, 1], stack[:, 2]
+        tex_t = mo.shift_frames(np.broadcast_to(tex_m, moving.shape), disp_px)
+        moving = moving * tex_t
     else:
-        cover_t = np.broadcast_to(cover, moving.shape)
+        moving = moving * tex_m
     # Moving tissue covers the cavity content of the static layer (lung and its vessels).
     f_lung = rend.static_frac[an.C["lung"]]
     f_ves = rend.static_frac[an.C["lung_vessel"]]
@@ -453,6 +481,7 @@ def _render_condition_slice(
         g = sg.gfactor_map((ny, nx), rng_noise)
         win = sg.kspace_window((ny, nx), plan.window_frac, plan.hamming) if window else None
         out = sg.acquire(clean, rng_noise, sigma=sigma, gfactor=g, window=win)
+    mbf_pix = mbf_field(plan, condition, rend.phi_deg, rend.depth, rend.zeta)
     mbf_map = np.where(rend.labels == LABEL_MYO, mbf_pix, 0.0).astype(np.float32)
     return out.astype(np.float32), gd.astype(np.float32), rend, mbf_map
 
@@ -608,7 +637,7 @@ def generate_exam(
                 breath_hold_end_s=bh_end,
                 amplitude_mm=amp,
             )
-            disp = mo.in_plane_px(disp_mm, geom)
+            disp = mo.quantise_px(mo.in_plane_px(disp_mm, geom))
             curves = {k: np.interp(times, fine_t, v) for k, v in fine_curves.items()}
             imgs, gd, rend, mbf_map = _render_condition_slice(
                 plan,
@@ -664,14 +693,16 @@ def generate_exam(
             g0 = plan.geoms[0]
             ag = _aif_geometry(g0, float(rng_k.uniform(2.2, 3.0)))
             times = tim.times(tim.trig_aif_ms)
-            disp = mo.in_plane_px(
-                mo.breathing_mm(
-                    times,
-                    np.random.default_rng([seed, 10, ci]),
-                    breath_hold_end_s=bh_end,
-                    amplitude_mm=amp,
-                ),
-                ag,
+            disp = mo.quantise_px(
+                mo.in_plane_px(
+                    mo.breathing_mm(
+                        times,
+                        np.random.default_rng([seed, 10, ci]),
+                        breath_hold_end_s=bh_end,
+                        amplitude_mm=amp,
+                    ),
+                    ag,
+                )
             )
             curves = {k: np.interp(times, fine_t, v) for k, v in fine_curves.items()}
             imgs, _, _, _ = _render_condition_slice(
