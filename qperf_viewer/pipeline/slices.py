@@ -518,7 +518,9 @@ def reference_delay(
     (:func:`btex.prior_cost`: a physiological prior on the blood volume, centred on
     :func:`btex.vb_prior_centre` of the
     fitted flow, which decides where the data are nearly indifferent) is used: a 0.1 s scan
-    (``DELAY_SCAN_S``), then the two 0.05 s midpoints around its best delay.
+    (``DELAY_SCAN_S``), then the two 0.05 s midpoints around its best delay. When neither the
+    free BTEX fit nor the Fermi upslope converges, a coarse scan over ``DELAY_FALLBACK_S``
+    centres it, and the delay is returned as a :class:`FallbackDelay`.
     """
     from qperf_viewer.quant.mapping import DELAY_BOUNDS_S, fit_curves
 
