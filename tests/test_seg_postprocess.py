@@ -77,6 +77,20 @@ def test_missing_structures_are_flagged():
     assert FLAG_NO_RING in flags
 
 
+def test_cavity_specks_only_give_a_flagged_map_not_an_error():
+    """Only LV specks under 4 pixels each (no cavity candidate): the largest speck is taken,
+    and the missing ring is flagged (analysis of normal 509's apical rest slice failed here
+    with an IndexError)."""
+    lab = np.zeros((40, 40), np.uint8)
+    lab[10, 10] = 1
+    lab[20, 20:22] = 1
+    lab[30, 30:33] = 1
+    lab[5:8, 25:28] = 2
+    out, flags = postprocess_labels(lab)
+    assert FLAG_NO_RING in flags
+    assert out[30, 30:33].tolist() == [1, 1, 1] and not out[10, 10] and not out[20, 20]
+
+
 def display_geometry(mirrored: bool = False) -> SliceGeometry:
     """Standard short-axis display: image right = patient left (+x), image down = posterior
     (+y); seen from the apex (base-to-apex normal -z). Mirrored: left-right flipped grid with

@@ -120,8 +120,8 @@ def _best_cavity(lab: np.ndarray, rv_max_distance_px: float) -> np.ndarray:
     sizes = np.bincount(clab.ravel())
     sizes[0] = 0
     cands = [i for i in range(1, n + 1) if sizes[i] >= max(0.1 * sizes.max(), 4)]
-    if len(cands) == 1:
-        return clab == cands[0]
+    if len(cands) <= 1:  # one candidate, or only specks (each under 4 pixels): the largest
+        return clab == (cands[0] if cands else int(np.argmax(sizes)))
     myo = lab == LABEL_MYO
     mlab, _ = ndimage.label(myo, structure=_SQUARE)
     rv = lab == LABEL_RV
