@@ -1102,6 +1102,31 @@ def test_delay_is_fitted_on_the_frames_near_the_motion_reference(monkeypatch):
     assert slices_mod.still_frames(sr).all()
 
 
+def test_delay_uses_all_frames_when_the_still_ones_skip_the_upslope():
+    """Breathing over the whole first pass: the still frames would jump from the baseline to
+    the plateau, which leaves the delay unpinned (standard 501's stress slices slid to 2.2 and
+    2.9 s, truth 0.88 s); then all frames are used. Breathing on part of the upslope keeps the
+    still-frame selection."""
+    import qperf_viewer.pipeline.slices as slices_mod
+
+    n_pd, n_dyn = 3, 30
+    t = np.arange(n_dyn, dtype=float)
+    curve = 0.5 / (1.0 + np.exp(-(t - 16.0) / 1.5))  # rises over frames 13-19
+    shifts = np.zeros((n_pd + n_dyn, 2))
+    series = SimpleNamespace(
+        dynamic_frames=np.arange(n_pd, n_pd + n_dyn),
+        geometry=SimpleNamespace(pixel_spacing_mm=(2.0, 2.0)),
+    )
+    sr = SimpleNamespace(series=series, shifts_px=shifts)
+    shifts[n_pd + 14 : n_pd + 19] = [2.0, 0.5]  # the whole rise moved by > 2 mm
+    assert not slices_mod.still_frames(sr)[14:19].any()
+    assert slices_mod.delay_frames(sr, curve).all()
+    shifts[n_pd + 14 : n_pd + 19] = 0.0
+    shifts[n_pd + 16] = [2.0, 0.5]  # one frame in mid-rise: the rest still samples it
+    keep = slices_mod.delay_frames(sr, curve)
+    assert keep.sum() == n_dyn - 1 and not keep[16]
+
+
 def test_delay_scan_without_a_reliable_free_fit_centres_on_the_upslope(monkeypatch):
     """When the free-delay BTEX fit of the core curve is unreliable (it can run off along the
     delay-flow valley to a flow beyond the plausible range, as one of the noise draws of
@@ -1386,9 +1411,10 @@ def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):
     from qperf_viewer.pipeline.slices import (
         _map_inputs,
         _typical_curve,
+        delay_frames,
         delay_job,
+        remove_rv_spill,
         rv_signal,
-        still_frames,
     )
     from qperf_viewer.quant.aif import align_aif
 
@@ -1401,8 +1427,9 @@ def test_delay_curves_of_the_analysis_leave_out_the_rv_spill(run):
                 continue
             _, _, core, times, gd = _map_inputs(sr)
             # the delay is fitted on the frames near the motion reference
-            keep = still_frames(sr)
-            raw = _typical_curve(gd, core, cr.aif)[keep]
+            raw = _typical_curve(gd, core, cr.aif)
+            keep = delay_frames(sr, remove_rv_spill(raw, rv, cr.aif, times))
+            raw = raw[keep]
             rv, times = rv[keep], times[keep]
             assert job.typical.shape == raw.shape
             a = np.asarray(align_aif(cr.aif.values, cr.aif.times_s, times)[0])
