@@ -734,10 +734,12 @@ def still_frames(sr: SliceResult) -> np.ndarray:
 
 #: The still frames are used for the delay only when no gap between two of them spans more
 #: than this share of the core curve's rise (baseline to peak): otherwise the frames left out
-#: carry the tissue's upslope, and without it the delay is not pinned (standard 501 at stress:
-#: breathing over the whole first pass left 0.03 and 0.55 mmol/L as neighbours; two slice
-#: delays slid to 2.2 and 2.9 s, truth 0.88 s, and every pixel fit failed; with all frames
-#: 0.83, 0.94 and 0.81 s).
+#: carry most of the tissue's upslope, and without it the delay is not pinned. Standard 501
+#: (noisy) at stress breathes over the whole first pass: gaps of 0.87-0.92 of the rise; with
+#: linear resampling two slice delays slid to 2.2 and 2.9 s (truth 0.88 s) and every pixel fit
+#: failed, with all frames 0.83, 0.94 and 0.81 s. The noise-free standard 110 breathes from
+#: the middle of its stress first pass: gaps of 0.55-0.65, where the still frames are the
+#: better choice (delay +0.004 s; +0.032 s and Fermi segments up to 10.5% with all frames).
 DELAY_MAX_RISE_GAP = 0.75
 
 
