@@ -1118,13 +1118,13 @@ def test_delay_uses_all_frames_when_the_still_ones_skip_the_upslope():
         geometry=SimpleNamespace(pixel_spacing_mm=(2.0, 2.0)),
     )
     sr = SimpleNamespace(series=series, shifts_px=shifts)
-    shifts[n_pd + 14 : n_pd + 19] = [2.0, 0.5]  # the whole rise moved by > 2 mm
-    assert not slices_mod.still_frames(sr)[14:19].any()
+    shifts[n_pd + 13 : n_pd + 20] = [2.0, 0.5]  # the rise moved by > 2 mm: a gap of 0.87
+    assert not slices_mod.still_frames(sr)[13:20].any()
     assert slices_mod.delay_frames(sr, curve).all()
-    shifts[n_pd + 14 : n_pd + 19] = 0.0
-    shifts[n_pd + 16] = [2.0, 0.5]  # one frame in mid-rise: the rest still samples it
+    shifts[n_pd + 13 : n_pd + 20] = 0.0
+    shifts[n_pd + 15 : n_pd + 18] = [2.0, 0.5]  # mid-rise only (a gap of 0.6): still frames
     keep = slices_mod.delay_frames(sr, curve)
-    assert keep.sum() == n_dyn - 1 and not keep[16]
+    assert keep.sum() == n_dyn - 3 and not keep[15:18].any()
 
 
 def test_delay_scan_without_a_reliable_free_fit_centres_on_the_upslope(monkeypatch):
