@@ -10,11 +10,9 @@ per-segment errors (the models' bias on noise-free exam curves) are written to
 ``tests/artifacts/quant_exam_bias_<variant>_<seed>.txt``.
 
 Erosion: a pixel is kept when none of its 8 neighbours lies outside the myocardium label.
-The phantom renders each breathing frame at its displacement (rounded to 0.5 px, generator
-version 3) and the motion correction resamples it back linearly (``motion.RESAMPLE_ORDER``), so
-on a frame moved by a fraction of a pixel a pixel mixes its neighbours, diagonal ones included
-(weight 1/4 each at a diagonal half-pixel shift; the cubic kernel used up to stop 31 reached
-2 px, with negative lobes).
+The phantom moves the heart by resampling its rendered (partial-volume) frames with separable
+cubic interpolation and the motion correction resamples them back, so on moving frames a pixel
+mixes all 8 neighbours, diagonal ones included (weight up to 0.32 each at half-pixel shifts).
 With the 4-neighbour erosion used until stop 26 (2026-12-05), the curves of mirrored 110 carried
 LV blood on the breathing frames of the stress first pass: its basal inferior segment (24
 pixels) read Fermi +11.1%, BTEX +2.2%; with this erosion +6.5% and -1.8%.

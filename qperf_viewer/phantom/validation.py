@@ -4,8 +4,8 @@
 Each AHA segment's mean Gd curve over the eroded myocardium of a slice is fitted (region fits,
 :func:`qperf_viewer.quant.mapping.fit_curves`) at the slice's map delay and compared with the
 mean true MBF over the same pixels. Erosion: a pixel is kept when none of its 8 neighbours lies
-outside the myocardium label (motion correction resamples linearly from the 2 x 2 pixels
-around each point, diagonal neighbours included). The true map is moved to the
+outside the myocardium label (motion correction resamples with a separable cubic kernel,
+which mixes all 8 neighbours). The true map is moved to the
 motion-correction reference frame (normalised linear interpolation; pixels fully inside the
 moved myocardium). Segments that a defect splits (true MBF with a coefficient of variation of
 ``split_cv`` or more) are left out: a region fit of a mix of flows is not their mean flow.

@@ -611,15 +611,16 @@ def reference_delay(
     return FallbackDelay(d) if fallback else d
 
 
-#: The myocardial core of the reference curves: the pixels whose 8 neighbours (``CORE_NEIGHBOURS``
-#: = 8) are all myocardium; the 4-neighbour erosion, then the whole myocardium, where fewer
-#: than ``CORE_MIN_PIXELS`` remain. Motion correction resamples a frame moved by a fraction of
-#: a pixel from the 2 x 2 pixels around each point (``motion.RESAMPLE_ORDER``), diagonal
-#: neighbours included: with the 4-neighbour core, on the noise-free normal 309 the stress
-#: delay came out 0.23 s early (BTEX segments -20%); with 8 neighbours 0.035 s late (at most
-#: 4.5%). Up to stop 31 (cubic resampling) 4 neighbours were used: the 8-neighbour core then
-#: lost on the noisy benchmark runs (stop 27: 61 / 52 runs and 587% against 61 / 53 and 562%).
-CORE_NEIGHBOURS = 8
+#: The myocardial core of the reference curves: the myocardium eroded by one pixel with 4
+#: neighbours (``CORE_NEIGHBOURS`` = 4); with 8 (every neighbour myocardium), the 4-neighbour
+#: erosion and then the whole myocardium are fallbacks where fewer than ``CORE_MIN_PIXELS``
+#: remain. Stop 27 measured 8 with cubic resampling: delay error RMS over the 65 benchmark runs
+#: 0.062 s instead of 0.077 s at stress, but 61 / 52 runs and 587% against 61 / 53 and 562%.
+#: Stop 32 measured it with linear resampling (``motion.RESAMPLE_ORDER``), where diagonal
+#: neighbours enter every half-pixel frame and the 4-neighbour core took LV blood (noise-free
+#: normal 309: stress delay 0.23 s early, BTEX segments -20%; 8 neighbours: 0.035 s late, at
+#: most 4.5%); see ``RESAMPLE_ORDER`` for why neither was adopted.
+CORE_NEIGHBOURS = 4
 CORE_MIN_PIXELS = 20
 
 
@@ -736,10 +737,13 @@ def still_frames(sr: SliceResult) -> np.ndarray:
 #: than this share of the core curve's rise (baseline to peak): otherwise the frames left out
 #: carry most of the tissue's upslope, and without it the delay is not pinned. Standard 501
 #: (noisy) at stress breathes over the whole first pass: gaps of 0.87-0.92 of the rise; with
-#: linear resampling two slice delays slid to 2.2 and 2.9 s (truth 0.88 s) and every pixel fit
-#: failed, with all frames 0.83, 0.94 and 0.81 s. The noise-free standard 110 breathes from
-#: the middle of its stress first pass: gaps of 0.55-0.65, where the still frames are the
-#: better choice (delay +0.004 s; +0.032 s and Fermi segments up to 10.5% with all frames).
+#: linear resampling (``motion.RESAMPLE_ORDER`` = 1, measured at stop 32) two slice delays slid
+#: to 2.2 and 2.9 s (truth 0.88 s) and every pixel fit failed, with all frames 0.83, 0.94 and
+#: 0.81 s; with cubic resampling the still frames happened to give 0.91 and 0.98 s. The
+#: noise-free standard 110 breathes from the middle of its stress first pass: gaps of
+#: 0.55-0.65, where the still frames are the better choice (delay +0.004 s; +0.032 s and Fermi
+#: segments up to 10.5% with all frames). With cubic resampling the 65 benchmark runs give the
+#: same figures with and without this rule.
 DELAY_MAX_RISE_GAP = 0.75
 
 

@@ -32,9 +32,9 @@ Method (rigid translation per frame, robust to the bolus' contrast change):
    from the bolus arrival in the heart region) at the position most of those frames share
    (e.g. the breath-hold), then the closest to their median shift; without a clear first pass,
    the most typical position among all well-matched dynamic frames. Shifts are re-expressed
-   relative to it and every acquired frame is resampled once, linearly (``RESAMPLE_ORDER``;
-   edge pixels replicated), into its grid: the first-pass frames, which carry the flow, are
-   thus resampled least.
+   relative to it and every acquired frame is resampled once, with separable cubic
+   convolution (Catmull-Rom, edge pixels replicated; ``RESAMPLE_ORDER``), into its grid: the
+   first-pass frames, which carry the flow, are thus resampled least.
 
 Convention: ``shifts_px[t]`` is the transform reference -> frame ``t``: anatomy at ``p`` in the
 reference grid sits at ``p + shifts_px[t]`` in acquired frame ``t``; hence
@@ -86,23 +86,24 @@ BAND_LIMIT_FROM = 0.5
 #: Reference frame from the first pass: among the well-matched frames of the first
 #: ``FIRST_PASS_FRAMES`` frames from the bolus arrival (the frames that carry the flow), the
 #: one at the position most of them share (within 0.3 px; e.g. the breath-hold), so that they
-#: are resampled least. Each resampling by a fractional shift mixes neighbouring pixels, and
-#: during the first pass the blood beside the wall is several times brighter than the
-#: myocardium.
+#: are resampled least. Each resampling by a fractional shift mixes neighbouring pixels (the
+#: cubic kernel reaches 2 px, with negative lobes), and during the first pass the blood beside
+#: the wall is several times brighter than the myocardium.
 REFERENCE_FROM_FIRST_PASS = True
 FIRST_PASS_FRAMES = 12
-#: Interpolation order of the corrected series (:func:`shift_frames`): 1, linear. Its weights
-#: are non-negative and reach only the 2 x 2 pixels around the sampled point, so a myocardial
-#: pixel whose 8 neighbours are myocardium takes no blood from the LV pool, whatever the
-#: shift. Catmull-Rom cubic (3, used up to stop 31) reaches 2 px with negative lobes: on a
-#: half-pixel frame it takes 1/16 of the pool's signal 1.5 px away from a pixel. On the
-#: noise-free held-out exams of phantom version 3 (``benchmarks/bench_quant_noisefree.py``,
-#: seeds 201-513, 52 exams) with the 8-neighbour core of the delay (``pipeline.slices``): 50
-#: instead of 46 within the limits, every BTEX segment within 4.7% (cubic: 12.9%); on the 65
-#: noisy benchmark runs (``bench_accuracy.py``) see the README. The cost: a frame moved by a
-#: fraction of a pixel is slightly smoothed (the display shows it; registration itself does
-#: not resample).
-RESAMPLE_ORDER = 1
+#: Interpolation order of the corrected series (:func:`shift_frames`): 3, Catmull-Rom cubic. It
+#: reaches 2 px with negative lobes: on a half-pixel frame it takes 1/16 of the LV pool's signal
+#: from a pixel 1.5 px away. Order 1 (linear: non-negative weights on the 2 x 2 pixels around
+#: each point) was measured at stop 32 with the 8-neighbour delay core
+#: (``pipeline.slices.CORE_NEIGHBOURS``): on the noise-free held-out exams
+#: (``benchmarks/bench_quant_noisefree.py``, seeds 201-513) 50 of 52 within the limits instead
+#: of 46, every BTEX segment within 4.6% (cubic: 12.9%), stress delay error RMS on the 65 noisy
+#: benchmark runs 0.064 s instead of 0.077 s; but 60 of those 65 runs met all targets instead of
+#: 63 (summed condition error 567% against 569%, 4 conditions with a segment over 20% against
+#: 1), and the tested noise-free no_motion 103 (``tests/test_quant_exam.py``), whose estimated
+#: shifts are at most 0.15 px, read 5.0% on its apical rest segment 14 (cubic, same core: 2.3%),
+#: at the limit. So cubic stays.
+RESAMPLE_ORDER = 3
 
 
 @dataclass
