@@ -738,7 +738,7 @@ def still_frames(sr: SliceResult) -> np.ndarray:
 #: carry most of the tissue's upslope, and without it the delay is not pinned. Standard 501
 #: (noisy) at stress breathes over the whole first pass: gaps of 0.87-0.92 of the rise; with
 #: linear resampling (``motion.RESAMPLE_ORDER`` = 1, measured at stop 32) two slice delays slid
-#: to 2.2 and 2.9 s (truth 0.88 s) and every pixel fit failed, with all frames 0.83, 0.94 and
+#: to 2.2 and 2.9 s (truth 0.88 s) and almost every pixel fit failed; with all frames 0.83, 0.94 and
 #: 0.81 s; with cubic resampling the still frames happened to give 0.91 and 0.98 s. The
 #: noise-free standard 110 breathes from the middle of its stress first pass: gaps of
 #: 0.55-0.65, where the still frames are the better choice (delay +0.004 s; +0.032 s and Fermi
