@@ -1104,9 +1104,9 @@ def test_delay_is_fitted_on_the_frames_near_the_motion_reference(monkeypatch):
 
 def test_delay_uses_all_frames_when_the_still_ones_skip_the_upslope():
     """Breathing over the whole first pass: the still frames would jump from the baseline to
-    the plateau, which leaves the delay unpinned (standard 501's stress slices slid to 2.2 and
-    2.9 s, truth 0.88 s); then all frames are used. Breathing on part of the upslope keeps the
-    still-frame selection."""
+    the plateau, which leaves the delay unpinned (with linear resampling, measured at stop 32,
+    standard 501's stress slices slid to 2.2 and 2.9 s, truth 0.88 s); then all frames are
+    used. Breathing on part of the upslope keeps the still-frame selection."""
     import qperf_viewer.pipeline.slices as slices_mod
 
     n_pd, n_dyn = 3, 30
@@ -1125,6 +1125,30 @@ def test_delay_uses_all_frames_when_the_still_ones_skip_the_upslope():
     shifts[n_pd + 15 : n_pd + 18] = [2.0, 0.5]  # mid-rise only (a gap of 0.6): still frames
     keep = slices_mod.delay_frames(sr, curve)
     assert keep.sum() == n_dyn - 3 and not keep[15:18].any()
+
+
+def test_myocardial_core_erodes_by_the_chosen_neighbourhood(monkeypatch):
+    """The reference curves' core: 4-neighbour erosion by default; with ``CORE_NEIGHBOURS``
+    = 8 also the pixels with a non-myocardial diagonal neighbour go; too small a core falls
+    back to the 4-neighbour erosion, then to the whole myocardium."""
+    import qperf_viewer.pipeline.slices as slices_mod
+
+    rr, cc = np.mgrid[0:60, 0:60]
+    r = np.hypot(rr - 30, cc - 30)
+    ring = (r >= 10) & (r < 16)
+    c4 = slices_mod.myocardial_core(ring)
+    assert c4.sum() < ring.sum() and not (c4 & ~ring).any()
+    monkeypatch.setattr(slices_mod, "CORE_NEIGHBOURS", 8)
+    c8 = slices_mod.myocardial_core(ring)
+    assert c8.sum() < c4.sum() and not (c8 & ~c4).any()
+    # every kept pixel has its 8 neighbours in the ring
+    for y, x in zip(*np.nonzero(c8), strict=True):
+        assert ring[y - 1 : y + 2, x - 1 : x + 2].all()
+    thin = (r >= 10) & (r < 12.2)  # 2-3 px wide: 12 pixels in the 8-neighbour core, 40 in the 4
+    assert slices_mod.myocardial_core(thin).sum() == 40
+    speck = np.zeros((60, 60), bool)
+    speck[5:8, 5:8] = True
+    assert slices_mod.myocardial_core(speck).tolist() == speck.tolist()
 
 
 def test_delay_scan_without_a_reliable_free_fit_centres_on_the_upslope(monkeypatch):

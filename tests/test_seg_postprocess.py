@@ -79,8 +79,8 @@ def test_missing_structures_are_flagged():
 
 def test_cavity_specks_only_give_a_flagged_map_not_an_error():
     """Only LV specks under 4 pixels each (no cavity candidate): the largest speck is taken,
-    and the missing ring is flagged (analysis of normal 509's apical rest slice failed here
-    with an IndexError)."""
+    and the missing ring is flagged (with linear resampling, measured at stop 32, the analysis
+    of normal 509's apical rest slice failed here with an IndexError)."""
     lab = np.zeros((40, 40), np.uint8)
     lab[10, 10] = 1
     lab[20, 20:22] = 1
