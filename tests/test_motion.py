@@ -105,6 +105,40 @@ def test_shift_frames_integer_and_linear_ramp():
     )
 
 
+def test_clamped_cubic_has_no_lobes_at_a_sharp_edge_and_keeps_smooth_profiles():
+    # a bright pool (10) beside a wall (1), sampled half a pixel across the edge
+    img = np.ones((1, 12, 16), np.float32)
+    img[:, :, :6] = 10.0
+    sh = np.array([[0.0, 0.5]])
+    plain = shift_frames(img, sh)
+    clamped = shift_frames(img, sh, clamp=True)
+    # Catmull-Rom's lobe: -1/16 of the step 1.5 px beyond the edge, +1/16 before it
+    assert plain[0, 5, 6] == pytest.approx(1.0 - 9.0 / 16, abs=1e-5)
+    assert plain[0, 5, 4] == pytest.approx(10.0 + 9.0 / 16, abs=1e-5)
+    np.testing.assert_allclose(clamped[0, :, 6:], 1.0, atol=1e-6)
+    np.testing.assert_allclose(clamped[0, :, :5], 10.0, atol=1e-6)
+    assert clamped[0, 5, 5] == pytest.approx(plain[0, 5, 5])  # the edge pixel itself: 5.5
+    # smooth profiles (a quadratic bowl) and whole-pixel shifts keep the cubic values
+    yy, xx = np.mgrid[0:20, 0:24].astype(np.float32)
+    bowl = (0.05 * (yy - 9.3) ** 2 + 0.03 * (xx - 11.8) ** 2)[None]
+    for s in ([[0.4, -0.7]], [[2.0, -1.0]]):
+        a = shift_frames(bowl, np.array(s))[0, 4:-4, 4:-4]
+        b = shift_frames(bowl, np.array(s), clamp=True)[0, 4:-4, 4:-4]
+        far = np.abs(np.mgrid[4:16, 4:20][0] - 9.3 + s[0][0]) > 1.5
+        np.testing.assert_allclose(b[far], a[far], atol=1e-5)
+
+
+def test_corrected_series_does_not_undershoot_its_frames():
+    d = _breathing(40)
+    d[15:] = np.round(d[15:] * 2) / 2 + 0.5  # half-pixel positions during the first pass
+    imgs = _moving_series(d, noise=0.0)
+    res = correct_motion(imgs, pd_frames=(0, 1))
+    lo = imgs.min(axis=(1, 2))
+    assert np.all(res.corrected.min(axis=(1, 2)) >= lo - 1e-6)
+    plain = shift_frames(imgs, res.shifts_px)
+    assert np.any(plain.min(axis=(1, 2)) < lo - 1e-4)  # what the clamp removes
+
+
 def test_apply_shifts_labels_round_trip_and_dtype():
     labels = np.zeros((30, 40), np.uint8)
     labels[10:20, 12:25] = 2
