@@ -14,7 +14,9 @@ truth masks moved to the motion-correction reference). Printed per variant and c
   by 6-8%, and this error is the largest single cause of missed targets;
 - the signed mean segment error against the mean truth (bias, %);
 - the myocardial ring next to the LV pool against the rest of the wall (median MBF ratio,
-  mean over the slices) and the same ratio of the true map: blood spill into that ring.
+  mean over the slices) and the same ratio of the true map: blood spill into that ring;
+- the reported segments' endo/epi ratio (inner / outer half of the wall, mean over the
+  segments) and the same ratio of the true map on the true masks.
 
 Targets of the analysis issue: mean absolute error <= 10% and no segment > 20% per condition,
 global MPR within 15%. The last line counts the variants that meet them. With ``--seeds`` the
@@ -104,6 +106,32 @@ def _ring_means(cr, exam: Path, cond: str) -> tuple[float, float] | None:
     return float(np.mean(meas)), float(np.mean(true))
 
 
+def _layer_ratios(cr, truth_cond: dict) -> tuple[float, float] | None:
+    """Endo/epi ratio of the reported segment values (inner / outer half of the wall off its
+    borders, :func:`qperf_viewer.sectors.segment_values`) and of the true map on the true
+    masks (the whole halves), mean over the segments where both exist: (measured, true), or
+    None."""
+    from qperf_viewer.sectors import segment_values
+
+    sl = truth_cond["slices"]
+    if len(sl) != len(cr.slices):
+        return None
+    sp = [sr.series.geometry.pixel_spacing_mm for sr in cr.slices]
+    true = segment_values([s["mbf_ml_min_g"] for s in sl],
+                          [np.asarray(s["mbf_ml_min_g"]) > 0 for s in sl],
+                          [s["aha"] for s in sl], [s["labels"] for s in sl], sp,
+                          layers_off_borders=False)  # fmt: skip
+    meas, want = [], []
+    for k, sv in cr.segments.items():
+        tv = true.get(k)
+        if sv.endo and sv.epi and tv is not None and tv.endo and tv.epi:
+            meas.append(sv.endo / sv.epi)
+            want.append(tv.endo / tv.epi)
+    if not meas:
+        return None
+    return float(np.mean(meas)), float(np.mean(want))
+
+
 def _errors(cr, truth: dict[int, float]) -> np.ndarray:
     out = []
     for k, t in truth.items():
@@ -173,6 +201,9 @@ def _run_seed(args, seed0: int, rows: list[dict]) -> tuple[int, int, int]:
                 d_txt = f"{d_err:+.2f} s"
             ring = _ring_means(cr, exam, cond)
             ring_txt = "" if ring is None else f"  ring x{ring[0]:.2f} (truth x{ring[1]:.2f})"
+            layers = _layer_ratios(cr, truth["conditions"][cond])
+            if layers is not None:
+                ring_txt += f"  endo/epi x{layers[0]:.2f} (truth x{layers[1]:.2f})"
             print(
                 f"{variant:16s} {cond:6s} {100 * em.mean():6.1f} {100 * em.max():6.1f} | "
                 f"{100 * ea.mean():12.1f} {100 * ea.max():6.1f} | {mpr:>8s}  "
@@ -182,7 +213,7 @@ def _run_seed(args, seed0: int, rows: list[dict]) -> tuple[int, int, int]:
             rows.append(
                 dict(seed=seed, variant=variant, cond=cond, mae=float(ea.mean()),
                      worst=float(ea.max()), mpr=mpr_err if cond == "stress" else None,
-                     bias=float(bias), delay=d_err, ring=ring)
+                     bias=float(bias), delay=d_err, ring=ring, layers=layers)
             )  # fmt: skip
         n_ok += bool(ok)
         n_ok_mean += bool(ok_mean)
@@ -224,6 +255,12 @@ def _summary(rows: list[dict], met_median: int, met_mean: int, n_runs: int) -> N
             t = np.array([x[1] for x in ring])
             line += (f", endocardial ring x{m.mean():.2f} ({m.min():.2f}-{m.max():.2f}; "
                      f"truth x{t.mean():.2f})")  # fmt: skip
+        lay = [r["layers"] for r in sel if r.get("layers") is not None]
+        if lay:
+            m = np.array([x[0] for x in lay])
+            t = np.array([x[1] for x in lay])
+            line += (f", segment endo/epi x{m.mean():.2f} ({m.min():.2f}-{m.max():.2f}; "
+                     f"truth x{t.mean():.2f}, {t.min():.2f}-{t.max():.2f})")  # fmt: skip
         print(line)
 
 

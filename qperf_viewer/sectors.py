@@ -433,6 +433,25 @@ def _median(v: np.ndarray) -> float:
     return float(np.median(v))
 
 
+#: Endo / epi layer values leave out the wall's border pixels (:func:`wall_border`): the
+#: pixels next to the LV pool carry its blood (partial volume, blur), those next to fat or
+#: lung read low. Over 65 analysed synthetic exams (``benchmarks/bench_accuracy.py``, seeds
+#: 101-501, stop 32 maps; 2,104 segment layers) the reported endo/epi ratio read +16.5% on
+#: average against the true map's (MAE 17.3%; the inner half +8.5%, the outer -6.3%), and a
+#: subendocardial defect's stress ratio 1.06 where the truth is 0.87. Off the borders (1,871
+#: layers; the others come from walls too thin to split): -0.4% (MAE 9.4%; inner -1.9%, outer
+#: -0.8%; inner-half MAE 7.7% instead of 10.7%), the subendocardial stress ratio 0.91.
+LAYER_OFF_BORDERS = True
+
+
+def wall_border(labels: np.ndarray) -> np.ndarray:
+    """(Y, X) bool: the myocardial pixels of ``labels`` (Y, X) with one of their 8 neighbours
+    in the LV pool or anywhere outside the myocardium (the endo- and epicardial borders)."""
+    lab = np.asarray(labels)
+    myo = lab == LABEL_MYO
+    return myo & ndimage.binary_dilation(~myo, structure=np.ones((3, 3), bool))
+
+
 def segment_values(
     mbf_map,
     valid_mask,
@@ -442,6 +461,7 @@ def segment_values(
     min_reliable_pixels: int = 5,
     min_reliable_fraction: float = 0.5,
     min_layer_pixels: int = 3,
+    layers_off_borders: bool | None = None,
 ) -> dict[int, SegmentValue]:
     """Per-segment MBF summary of one condition.
 
@@ -454,8 +474,11 @@ def segment_values(
     at least ``min_reliable_pixels`` and ``min_reliable_fraction`` of them are reliable; then
     ``mbf`` is the median of its reliable pixels, otherwise None. ``endo`` / ``epi`` are the
     medians of the reliable pixels of the inner / outer half of the wall (normalised transmural
-    depth < 0.5 / >= 0.5, :func:`transmural_depth`), None with fewer than
-    ``min_layer_pixels`` or when the segment is unreliable. Returns segments 1-16, no NaN.
+    depth < 0.5 / >= 0.5, :func:`transmural_depth`) off the wall's borders (``LAYER_OFF_BORDERS``:
+    without the myocardial pixels 8-connected to the LV pool or to anything outside the
+    myocardium; ``layers_off_borders`` False: the whole halves, e.g. for a true map), None with
+    fewer than ``min_layer_pixels`` there (a wall too thin to split) or when the segment is
+    unreliable. Returns segments 1-16, no NaN.
 
     All myocardial pixels count, the ring next to the LV pool included. On the phantom exams
     that ring reads 6-70% above the rest of the wall from blood spill (seeds 201-213; truth
@@ -487,6 +510,9 @@ def segment_values(
             raise InputError("segment_values: MBF map, mask, AHA map and labels differ in shape.")
         ok = np.asarray(v, dtype=bool) & np.isfinite(m)
         depth = transmural_depth(lab, sp)
+        if LAYER_OFF_BORDERS if layers_off_borders is None else layers_off_borders:
+            # border pixels: in no layer (NaN depth)
+            depth = np.where(wall_border(lab), np.nan, depth)
         myo = (lab == LABEL_MYO) & (a >= 1) & (a <= N_SEGMENTS)
         for s in np.unique(a[myo]):
             sel = myo & (a == s)

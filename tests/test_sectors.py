@@ -33,6 +33,7 @@ from qperf_viewer.sectors import (
     segment_of_angle,
     segment_values,
     transmural_depth,
+    wall_border,
 )
 
 N = APEX_DIRECTION_LPS
@@ -296,6 +297,46 @@ def test_transmural_depth_and_endo_epi_split():
         assert sv.n_reliable < sv.n_pixels
     for s in (*range(1, 7), *range(13, 17)):
         assert segs[s].mbf is None and segs[s].n_pixels == 0 and not segs[s].reliable
+
+
+def test_endo_epi_layers_leave_out_the_wall_borders():
+    """The pixels next to the LV pool carry its blood and those next to fat read low: the
+    layer values come from the wall off both borders; a wall too thin to split has none."""
+    geom = make_geometry(0.0, spacing=(1.0, 1.0), shape=(96, 96))
+    labels, lv, ant, inf, _ = phantom(geom, 0.0, 120.0, r_in=18.0, r_out=24.0)
+    border = wall_border(labels)
+    myo = labels == 2
+    # the border touches the pool or the outside; the rest touches only myocardium
+    grown = np.zeros_like(myo)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            grown |= np.roll(np.roll(~myo, dr, 0), dc, 1)
+    np.testing.assert_array_equal(border, myo & grown)
+    assert 0 < border.sum() < myo.sum()
+    depth = transmural_depth(labels, geom.pixel_spacing_mm)
+    mbf = np.where(depth < 0.5, 1.0, 2.0).astype(np.float32)
+    mbf[border & (depth < 0.5)] = 3.0  # blood spill into the endocardial border
+    mbf[border & (depth >= 0.5)] = 0.5  # dilution at the epicardial border
+    # three in four of the inner half's other pixels unreliable: the border is its majority
+    inner = myo & ~border & (depth < 0.5)
+    valid = myo & ~(inner & (np.random.default_rng(3).random(myo.shape) < 0.75))
+    aha = aha_segments(labels, geom, lv, ant, inf, "mid")
+    sp = geom.pixel_spacing_mm
+    segs = segment_values(mbf, valid, aha, labels, sp)
+    whole = segment_values(mbf, valid, aha, labels, sp, layers_off_borders=False)
+    for s in range(7, 13):
+        assert segs[s].reliable
+        assert segs[s].endo == pytest.approx(1.0) and segs[s].epi == pytest.approx(2.0)
+        assert segs[s].mbf == whole[s].mbf  # the segment value keeps every pixel
+        assert whole[s].endo == pytest.approx(3.0)  # what the border pixels would give
+    # a 2-pixel wall is all border: segment values, no layers
+    labels, lv, ant, inf, _ = phantom(geom, 0.0, 120.0, r_in=18.0, r_out=20.0)
+    myo = labels == 2
+    assert np.all(wall_border(labels) == myo)
+    aha = aha_segments(labels, geom, lv, ant, inf, "mid")
+    segs = segment_values(np.ones(labels.shape, np.float32), myo, aha, labels)
+    for s in range(7, 13):
+        assert segs[s].mbf == pytest.approx(1.0) and segs[s].endo is None and segs[s].epi is None
 
 
 def test_segment_values_pooling_reliability_and_global():

@@ -399,7 +399,7 @@ def _segment_table(c: Canvas, data: ReportData, layout: PageLayout, y: float) ->
         CONTENT_W,
         4.0,
         "Segments (AHA 16-segment model; MBF in mL/min/g, median "
-        "of reliable pixels; endo/epi: inner/outer half of the wall)",
+        "of reliable pixels; endo/epi: inner/outer half of the wall off its borders)",
         8.0,
         bold=True,
         rgb=ACCENT,
