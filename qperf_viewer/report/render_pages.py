@@ -40,6 +40,7 @@ from .render_images import (
 )
 from .text import (
     DASH,
+    LAYER_NOTE,
     NOT_COVERED_NOTE,
     OK,
     UNRELIABLE_NOTE,
@@ -399,7 +400,7 @@ def _segment_table(c: Canvas, data: ReportData, layout: PageLayout, y: float) ->
         CONTENT_W,
         4.0,
         "Segments (AHA 16-segment model; MBF in mL/min/g, median "
-        "of reliable pixels; endo/epi: inner/outer half of the wall off its borders)",
+        "of reliable pixels; endo/epi: inner/outer half of the wall)",
         8.0,
         bold=True,
         rgb=ACCENT,
@@ -543,6 +544,7 @@ def paint_page1(c: Canvas, data: ReportData) -> PageLayout:
     foot = [
         NOT_COVERED_NOTE,
         UNRELIABLE_NOTE,
+        LAYER_NOTE,
         "Red outline / red cell: below threshold. Territories: usual coronary supply "
         "(Cerqueira 2002); individual anatomy varies.",
     ]

@@ -14,6 +14,10 @@ DASH = "\u2014"
 #: Marker of a covered segment whose value is not reliable (footnote on the page).
 UNRELIABLE_MARK = "*"
 NOT_COVERED_NOTE = f"{DASH}  segment not covered by the acquired slices"
+LAYER_NOTE = (
+    "endo / epi: inner / outer half of the wall without its border pixels (blood spill, "
+    f"partial volume); {DASH} in a valued segment: wall too thin to split"
+)
 UNRELIABLE_NOTE = (
     f"{DASH}{UNRELIABLE_MARK}  unreliable: too few reliable pixels in the segment (value withheld)"
 )

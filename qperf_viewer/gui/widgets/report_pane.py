@@ -38,7 +38,7 @@ from qperf_viewer.gui.errors import error_dialog
 from qperf_viewer.gui.session import Session
 from qperf_viewer.gui.widgets.bullseye_view import BullseyeView
 from qperf_viewer.report.data import INTENDED_USE
-from qperf_viewer.report.text import fmt_layer, fmt_mpr, fmt_segment, segment_status
+from qperf_viewer.report.text import LAYER_NOTE, fmt_layer, fmt_mpr, fmt_segment, segment_status
 from qperf_viewer.report.thresholds import DEFAULT_THRESHOLDS, ThresholdSet, applicability
 from qperf_viewer.sectors import POSITION_SEGMENTS, SEGMENT_NAMES, TERRITORY_OF_SEGMENT
 
@@ -86,6 +86,9 @@ class ReportPane(QWidget):
         self.globals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = QTableWidget(16, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for k, name in enumerate(COLUMNS):
+            if "endo/epi" in name:
+                self.table.horizontalHeaderItem(k).setToolTip(LAYER_NOTE)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
