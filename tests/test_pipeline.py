@@ -1151,6 +1151,42 @@ def test_myocardial_core_erodes_by_the_chosen_neighbourhood(monkeypatch):
     assert slices_mod.myocardial_core(speck).tolist() == speck.tolist()
 
 
+def test_myocardial_core_keeps_off_the_blood_pools_at_the_corners(monkeypatch):
+    """With ``CORE_AWAY_FROM_BLOOD`` and the LV and RV pools given, the core also loses the
+    pixels that touch a pool at a corner (8 neighbours), while on the fat side the 4-neighbour
+    erosion stays; too few such pixels fall back to the 4-neighbour core."""
+    import qperf_viewer.pipeline.slices as slices_mod
+
+    monkeypatch.setattr(slices_mod, "CORE_AWAY_FROM_BLOOD", True)
+
+    rr, cc = np.mgrid[0:60, 0:60]
+    r = np.hypot(rr - 30, cc - 30)
+    ring = (r >= 10) & (r < 16)
+    lv = r < 10
+    rv = (r >= 16) & (r < 22) & (cc < 24)
+    c4 = slices_mod.myocardial_core(ring)
+    core = slices_mod.myocardial_core(ring, lv | rv)
+    assert core.sum() < c4.sum() and not (core & ~c4).any()
+    grown = np.zeros_like(ring)
+    for y, x in zip(*np.nonzero(core), strict=True):
+        assert not (lv | rv)[y - 1 : y + 2, x - 1 : x + 2].any()
+    for y, x in zip(*np.nonzero(c4 & ~core), strict=True):
+        assert (lv | rv)[y - 1 : y + 2, x - 1 : x + 2].any()  # only blood-side pixels go
+        grown[y, x] = True
+    assert grown.any()
+    # on the fat side (no RV) the core keeps pixels with a non-myocardial diagonal neighbour
+    fat_side = cc > 40
+    diag_fat = [
+        (y, x) for y, x in zip(*np.nonzero(core & fat_side), strict=True)
+        if not ring[y - 1 : y + 2, x - 1 : x + 2].all()
+    ]  # fmt: skip
+    assert diag_fat
+    thin = (r >= 10) & (r < 12.2)  # 40 pixels in the 4-neighbour core, 20 off the LV
+    assert slices_mod.myocardial_core(thin, r < 10).sum() == 20
+    monkeypatch.setattr(slices_mod, "CORE_MIN_PIXELS", 21)
+    assert slices_mod.myocardial_core(thin, r < 10).sum() == 40
+
+
 def test_delay_scan_without_a_reliable_free_fit_centres_on_the_upslope(monkeypatch):
     """When the free-delay BTEX fit of the core curve is unreliable (it can run off along the
     delay-flow valley to a flow beyond the plausible range, as one of the noise draws of
