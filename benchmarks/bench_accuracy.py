@@ -106,32 +106,6 @@ def _ring_means(cr, exam: Path, cond: str) -> tuple[float, float] | None:
     return float(np.mean(meas)), float(np.mean(true))
 
 
-def _layer_ratios(cr, truth_cond: dict) -> tuple[float, float] | None:
-    """Endo/epi ratio of the reported segment values (inner / outer half of the wall off its
-    borders, :func:`qperf_viewer.sectors.segment_values`) and of the true map on the true
-    masks (the whole halves), mean over the segments where both exist: (measured, true), or
-    None."""
-    from qperf_viewer.sectors import segment_values
-
-    sl = truth_cond["slices"]
-    if len(sl) != len(cr.slices):
-        return None
-    sp = [sr.series.geometry.pixel_spacing_mm for sr in cr.slices]
-    true = segment_values([s["mbf_ml_min_g"] for s in sl],
-                          [np.asarray(s["mbf_ml_min_g"]) > 0 for s in sl],
-                          [s["aha"] for s in sl], [s["labels"] for s in sl], sp,
-                          layers_off_borders=False)  # fmt: skip
-    meas, want = [], []
-    for k, sv in cr.segments.items():
-        tv = true.get(k)
-        if sv.endo and sv.epi and tv is not None and tv.endo and tv.epi:
-            meas.append(sv.endo / sv.epi)
-            want.append(tv.endo / tv.epi)
-    if not meas:
-        return None
-    return float(np.mean(meas)), float(np.mean(want))
-
-
 def _errors(cr, truth: dict[int, float]) -> np.ndarray:
     out = []
     for k, t in truth.items():
@@ -146,6 +120,7 @@ def _run_seed(args, seed0: int, rows: list[dict]) -> tuple[int, int, int]:
     against the median and the mean truth, and the number of variants."""
     from qperf_viewer.phantom.truth_io import load_truth
     from qperf_viewer.phantom.truth_segmenter import TruthSegmenter
+    from qperf_viewer.phantom.validation import layer_ratios
     from qperf_viewer.pipeline.folder import analyze_folder
 
     seg_name = "truth masks" if args.truth_masks else "shipped model"
@@ -201,7 +176,7 @@ def _run_seed(args, seed0: int, rows: list[dict]) -> tuple[int, int, int]:
                 d_txt = f"{d_err:+.2f} s"
             ring = _ring_means(cr, exam, cond)
             ring_txt = "" if ring is None else f"  ring x{ring[0]:.2f} (truth x{ring[1]:.2f})"
-            layers = _layer_ratios(cr, truth["conditions"][cond])
+            layers = layer_ratios(cr, truth["conditions"][cond])
             if layers is not None:
                 ring_txt += f"  endo/epi x{layers[0]:.2f} (truth x{layers[1]:.2f})"
             print(

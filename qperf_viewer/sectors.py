@@ -435,8 +435,9 @@ def _median(v: np.ndarray) -> float:
 
 #: Endo / epi layer values leave out the wall's border pixels (:func:`wall_border`): the
 #: pixels next to the LV pool carry its blood (partial volume, blur), those next to fat or
-#: lung read low. Over 65 analysed synthetic exams (``benchmarks/bench_accuracy.py``, seeds
-#: 101-501, stop 32 maps; 2,104 segment layers) the reported endo/epi ratio read +16.5% on
+#: lung read low. Over 67 analysed synthetic exams (the 65 runs of
+#: ``benchmarks/bench_accuracy.py``, seeds 101-501, with stop 32's maps, and two seed-101 runs
+#: with stop 33's; 2,104 segments, offline) the reported endo/epi ratio read +16.5% on
 #: average against the true map's (MAE 17.3%; the inner half +8.5%, the outer -6.3%), and a
 #: subendocardial defect's stress ratio 1.06 where the truth is 0.87. Off the borders (1,871
 #: layers; the others come from walls too thin to split): -0.4% (MAE 9.4%; inner -1.9%, outer

@@ -65,22 +65,11 @@ pytestmark = pytest.mark.skipif(
 def _layer_ratio_error(cr, tc) -> float:
     """Mean reported endo/epi ratio over the segments with both layers, relative to the same
     mean of the true map's (true masks, whole halves), minus 1."""
-    from qperf_viewer.sectors import segment_values
+    from qperf_viewer.phantom.validation import layer_ratios
 
-    sl = tc["slices"]
-    true = segment_values(
-        [s["mbf_ml_min_g"] for s in sl], [np.asarray(s["mbf_ml_min_g"]) > 0 for s in sl],
-        [s["aha"] for s in sl], [s["labels"] for s in sl],
-        [sr.series.geometry.pixel_spacing_mm for sr in cr.slices], layers_off_borders=False,
-    )  # fmt: skip
-    pairs = [
-        (sv.endo / sv.epi, true[k].endo / true[k].epi)
-        for k, sv in cr.segments.items()
-        if sv.endo and sv.epi and true[k].endo and true[k].epi
-    ]
-    assert len(pairs) >= 6, "fewer than 6 segments with both layers"
-    got, want = np.mean(pairs, axis=0)
-    return float(got / want - 1.0)
+    got = layer_ratios(cr, tc)
+    assert got is not None and got[2] >= 6, "fewer than 6 segments with both layers"
+    return got[0] / got[1] - 1.0
 
 
 def test_variant_list_is_the_generators():

@@ -83,3 +83,30 @@ def region_fit_errors(
                 ok = bool(np.all(fit.reliable))
                 out.append(SliceErrors(cond, sr.slice_index, model, segs, err, ok))
     return out, delay_err
+
+
+def layer_ratios(cond_result, truth_cond: dict) -> tuple[float, float, int] | None:
+    """Endo/epi of one analysed condition against its truth: the mean over the segments with
+    both layers of the reported ratio (:func:`qperf_viewer.sectors.segment_values`) and of
+    the true map's ratio on the true masks (whole halves), and that number of segments; None
+    when none has both or the slices do not match."""
+    from qperf_viewer.sectors import segment_values
+
+    sl = truth_cond["slices"]
+    if len(sl) != len(cond_result.slices):
+        return None
+    true = segment_values(
+        [s["mbf_ml_min_g"] for s in sl], [np.asarray(s["mbf_ml_min_g"]) > 0 for s in sl],
+        [s["aha"] for s in sl], [s["labels"] for s in sl],
+        [sr.series.geometry.pixel_spacing_mm for sr in cond_result.slices],
+        layers_off_borders=False,
+    )  # fmt: skip
+    pairs = [
+        (sv.endo / sv.epi, true[k].endo / true[k].epi)
+        for k, sv in cond_result.segments.items()
+        if sv.endo and sv.epi and k in true and true[k].endo and true[k].epi
+    ]
+    if not pairs:
+        return None
+    got, want = np.mean(pairs, axis=0)
+    return float(got), float(want), len(pairs)
