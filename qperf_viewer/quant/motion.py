@@ -138,8 +138,9 @@ RESAMPLE_CLAMP = True
 #: 201-413 (``benchmarks/bench_quant_noisefree.py``) 34 of 39 within the limits against 36
 #: without it (normal 309 went from 12.3% to 1.8%, but dark_rim 211, four_slices 304,
 #: three_tesla 402 and two_slices 405 got worse): a second-order polynomial is too coarse a
-#: coil model. The effect itself is real: the same exams generated under a flat coil (a
-#: diagnostic) fix normal 309 and three_tesla 502 and halve no_aif 213's rest delay error.
+#: coil model. Stop 34: the flat-coil diagnostic had misled for normal 309 (its first-pass
+#: frames were registered off as a group under either coil: ``BASIS_MORE_ROUNDS``); the coil's
+#: gradient across the heart is 0.1-0.4% per pixel in these exams.
 COIL_FLATTEN = False
 
 
