@@ -51,6 +51,28 @@ def test_islands_removed_and_holes_filled():
     assert flags == []
 
 
+def test_myocardium_leaking_away_from_the_cavity_is_trimmed():
+    """A myocardial strip running 30 px from the ring (real exam P04, stress basal: along the
+    liver's edge, Hausdorff 56 mm) is wall only near the ring: what lies farther from the
+    cavity than 4x the wall's median distance from it goes; thick walls stay whole."""
+    lab = heart()
+    lab[62:95, 40:43] = 2  # a strip from the ring's lower edge to near the image border
+    out, flags = postprocess_labels(lab)
+    rr, cc = np.nonzero(out == 2)
+    dist = np.hypot(rr - C[0], cc - C[1]) - 10  # from the cavity's edge (r = 10)
+    assert dist.max() < 18  # the strip reached 35 px from the cavity; a stub is left
+    assert (out[heart() == 2] == 2).all() and (out[heart() == 1] == 1).all()
+    assert np.sum(out == 2) < np.sum(heart() == 2) + 40  # at most a short stub is left
+    # a hypertrophic wall (10 <= r < 24 px): nothing is trimmed
+    rr, cc = np.mgrid[0:N, 0:N].astype(float)
+    r = np.hypot(rr - C[0], cc - C[1])
+    thick = np.zeros((N, N), np.uint8)
+    thick[(r >= 10) & (r < 24)] = 2
+    thick[r < 10] = 1
+    out, _ = postprocess_labels(thick)
+    np.testing.assert_array_equal(out == 2, thick == 2)
+
+
 def test_small_gap_closed_large_gap_flagged():
     lab = heart()
     lab[38:41, 50] = 0  # cut the ring at the top (3 px long, 1 px wide)

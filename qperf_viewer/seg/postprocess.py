@@ -97,12 +97,33 @@ def _postprocess(
         myo = myo | gap
     elif gap_frac > max_gap_fraction:
         flags.append(FLAG_RING_BROKEN)
+    myo = _trim_far(myo, lv)
     epi = ndimage.binary_fill_holes(lv | myo)
     myo = epi & ~lv
     out[myo] = LABEL_MYO
     out[lv] = LABEL_LV
     flags += _rv_only(lab, out, rv_max_distance_px)
     return out, flags
+
+
+#: Myocardium farther from the cavity than this many times the wall's median distance from
+#: it (about half its thickness) is not wall: a leak along a neighbouring structure.
+FAR_WALL_FACTOR = 4.0
+#: ... and never closer than this (pixels): thin walls keep their whole thickness.
+FAR_WALL_MIN_PX = 8.0
+
+
+def _trim_far(myo: np.ndarray, lv: np.ndarray) -> np.ndarray:
+    """``myo`` without the pixels farther from the cavity ``lv`` than
+    ``max(FAR_WALL_FACTOR * median distance, FAR_WALL_MIN_PX)``, then its largest component."""
+    if not myo.any() or not lv.any():
+        return myo
+    dist = ndimage.distance_transform_edt(~lv)
+    limit = max(FAR_WALL_FACTOR * float(np.median(dist[myo])), FAR_WALL_MIN_PX)
+    near = myo & (dist <= limit)
+    if near.sum() == myo.sum() or not near.any():
+        return myo
+    return largest_component(near)
 
 
 def _best_cavity(lab: np.ndarray, rv_max_distance_px: float) -> np.ndarray:
