@@ -434,7 +434,7 @@ def test_phase_basis_rounds_go_on_while_a_phase_still_moves(
     phase, and after the two rounds of phase-basis building and Gauss-Newton registration
     that were once all, they sat up to 0.19 and 0.26 px off (dark_rim 211's worst segment then
     read 7.0%). Further rounds while a phase image still moves (``BASIS_MORE_ROUNDS``) take
-    them to 0.11 and 0.16 px (dark_rim 211: 1.1%)."""
+    them to 0.10 and 0.14 px (dark_rim 211: 1.1%)."""
     from qperf_viewer.phantom import generate_exam
     from qperf_viewer.quant import motion
 

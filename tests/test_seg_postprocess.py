@@ -52,8 +52,8 @@ def test_islands_removed_and_holes_filled():
 
 
 def test_myocardium_leaking_away_from_the_cavity_is_trimmed():
-    """A myocardial strip running 30 px from the ring (real exam P04, stress basal: along the
-    liver's edge, Hausdorff 56 mm) is wall only near the ring: what lies farther from the
+    """A myocardial strip running 30 px from the ring (real exam P04, stress basal: along a
+    neighbouring edge, Hausdorff 56 mm) is wall only near the ring: what lies farther from the
     cavity than 4x the wall's median distance from it goes; thick walls stay whole."""
     lab = heart()
     lab[62:95, 40:43] = 2  # a strip from the ring's lower edge to near the image border

@@ -79,17 +79,16 @@ BASIS_STEPS = (0.5, 0.125)
 #: more in its alignment: each round takes the frames of one contrast phase only part of the
 #: way to the others, so a phase registered off as a group (e.g. the first pass's frames, whose
 #: contrast no other phase shares) needs several. Measured at stop 34 on noise-free stress
-#: slices held still through the first pass: the worst frame of dark_rim 211's basal slice went
-#: from 0.19 to 0.11 px, philips 512's mid slice from 0.26 to 0.16 px (its basal slice from 0.23
-#: to 0.27 px); the noise-free held-out exams (``benchmarks/bench_quant_noisefree.py``, seeds
-#: 201-513) with up to 6 further rounds 50 of 52 within the limits (47 before), with up to 12
-#: **51 of 52** (normal 309 passes at 3.2%; no_aif 213 misses, 7.0%); the 65 noisy runs of
-#: ``benchmarks/bench_accuracy.py`` 64 meeting every target with 6 or 12 (64), summed condition
-#: error 565.9% / 566.1% (566.1%). Also measured then, not adopted: up to 12 further rounds
-#: until 0.02 px (noise-free 51 of 52; noisy 63 runs, 52 against the median truth (56),
-#: 567.6%); moving the frames of each
-#: phase image by its alignment shift before the Gauss-Newton step (49 of 52); 8 or 10 phase
-#: images (larger still-frame errors).
+#: slices held still through the first pass (worst frame, two rounds / up to 12 more): dark_rim
+#: 211 basal 0.19 / 0.10 px, philips 512 mid 0.26 / 0.14 px, philips 512 basal 0.23 / 0.27 px.
+#: Noise-free held-out exams (``benchmarks/bench_quant_noisefree.py``, seeds 201-513): 47 of 52
+#: within the limits before, 50 with up to 6 more rounds, **51** with up to 12 (normal 309
+#: passes at 3.2%; no_aif 213 misses, 7.0%). The 65 noisy runs of
+#: ``benchmarks/bench_accuracy.py``: 64 meeting every target before, with 6 and with 12; summed
+#: condition error 566.1%, 565.9%, 566.1%. Measured and not adopted: a 0.02 px tolerance (51 of
+#: 52 noise-free; noisy 63 runs, 567.6%); moving each phase image's frames by its alignment
+#: shift before the Gauss-Newton step (49 of 52); 8 or 10 phase images (larger errors on the
+#: still frames).
 BASIS_MORE_ROUNDS = 12
 BASIS_TOL_PX = 0.05
 BASIS_FRAMES = 3
@@ -598,7 +597,7 @@ def _mi_align(
 
 def _phase_basis(
     frames: np.ndarray, w: np.ndarray, k: int, ky, kx, step0: float = 0.5
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     """(k, h, w) basis images: means of corrected frames of k distinct contrast phases,
     aligned to the first (most typical) one by mutual information; and the largest of those
     alignment shifts (pixels), 0 when the frames' registration already agrees."""
