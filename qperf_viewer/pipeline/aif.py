@@ -157,11 +157,16 @@ def aif_series_images(aif: AifSeries) -> tuple[np.ndarray, list[str]]:
 
 
 def _pool_gd(
-    sr: SliceResult, field_strength_t: float | None, options: QuantOptions | None
+    sr: SliceResult,
+    field_strength_t: float | None,
+    options: QuantOptions | None,
+    pool: np.ndarray | None = None,
+    label: str = "LV blood-pool AIF",
 ) -> tuple[np.ndarray, list[str]]:
-    """The slice's Gd (T, Y, X) for its LV-pool AIF: converted again from the signal with the
-    coil shading that breathing moved across the pool undone (:data:`AIF_POOL_COIL_CORRECTION`),
-    else its own Gd; and a note when corrected."""
+    """The slice's Gd (T, Y, X) for an AIF from its blood ``pool`` (Y, X) bool (default its LV
+    label): converted again from the signal with the coil shading that breathing moved across
+    the pool undone (:data:`AIF_POOL_COIL_CORRECTION`), else its own Gd; and a note (starting
+    with ``label``) when corrected."""
     from qperf_viewer.quant.coil import undo_coil_motion
     from qperf_viewer.quant.gd import signal_to_gd
 
@@ -173,10 +178,11 @@ def _pool_gd(
         or opt.already_gd
         or getattr(ss, "units", "signal") == "gd"
         or sr.corrected is None
-        or sr.segmentation is None
+        or (pool is None and sr.segmentation is None)
     ):
         return sr.gd, []
-    pool = sr.segmentation.labels == LABEL_LV
+    if pool is None:
+        pool = sr.segmentation.labels == LABEL_LV
     try:
         data, fit, flags = undo_coil_motion(
             sr.corrected, sr.shifts_px, pool, ss.pd_frames, ss.dynamic_frames
@@ -193,7 +199,7 @@ def _pool_gd(
         log.warning("LV pool coil correction skipped: %s", getattr(exc, "message", exc))
         return sr.gd, []
     g = 100.0 * float(np.hypot(*fit.gradient))
-    return gd, [f"LV blood-pool AIF: coil shading under breathing undone ({g:.2f}%/px)"]
+    return gd, [f"{label}: coil shading under breathing undone ({g:.2f}%/px)"]
 
 
 def aif_from_slices(
@@ -263,9 +269,16 @@ def manual_aif_series(
     return curve, [note, *[f for f in flags if not f.startswith("AIF series")]]
 
 
-def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:
-    """AIF from a hand-drawn region (Y, X) bool on a slice's Gd images; InputError when the
-    region is empty, the slice has no Gd or the curve is no first pass."""
+def manual_aif(
+    sr: SliceResult,
+    mask: np.ndarray,
+    field_strength_t: float | None = None,
+    options: QuantOptions | None = None,
+) -> tuple[Curve, list[str]]:
+    """AIF from a hand-drawn region (Y, X) bool on a slice's Gd images (the coil shading that
+    breathing moves across it undone as for the automatic pool AIF, :func:`_pool_gd`; the other
+    arguments as for the slices' Gd conversion); InputError when the region is empty, the slice
+    has no Gd or the curve is no first pass."""
     from qperf_viewer.quant.aif import aif_from_region
 
     m = np.asarray(mask, dtype=bool)
@@ -273,7 +286,8 @@ def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:
         raise InputError("the AIF region must be a non-empty (Y, X) mask of the slice.")
     if sr.gd is None:
         raise InputError("this slice has no Gd values: a manual AIF cannot be used.")
-    res = aif_from_region(sr.gd, sr.series.times_s, m, source=AIF_MANUAL)
+    gd, coil_flags = _pool_gd(sr, field_strength_t, options, pool=m, label="manual AIF")
+    res = aif_from_region(gd, sr.series.times_s, m, source=AIF_MANUAL)
     dyn = sr.series.dynamic_frames
     values = np.asarray(res.curve, dtype=np.float64)[dyn]
     why = aif_problem(values)
@@ -284,7 +298,7 @@ def manual_aif(sr: SliceResult, mask: np.ndarray) -> tuple[Curve, list[str]]:
         )
     times = np.asarray(sr.series.times_s, dtype=np.float64)[dyn]
     note = f"AIF drawn by hand on slice {sr.slice_index + 1} ({int(m.sum())} pixels)"
-    return Curve("aif", times, values, "mmol/L"), [note]
+    return Curve("aif", times, values, "mmol/L"), [note, *coil_flags]
 
 
 def condition_aif(

@@ -513,7 +513,8 @@ def apply_manual_aif(
         aif, aflags = manual_aif_series(cd, mask, result.exam.field_strength_t, result.options)
         source = AIF_MANUAL
     else:
-        aif, aflags = manual_aif(cr.slices[slice_position(cr, slice_index)], mask)
+        sr = cr.slices[slice_position(cr, slice_index)]
+        aif, aflags = manual_aif(sr, mask, result.exam.field_strength_t, result.options)
         source = AIF_MANUAL
     slices = []
     hct = result.options.hematocrit
