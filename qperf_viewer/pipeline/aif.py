@@ -188,7 +188,7 @@ def _pool_gd(
             sr.corrected, sr.shifts_px, pool, ss.pd_frames, ss.dynamic_frames
         )
         if fit is None or not fit.applied:
-            return sr.gd, flags
+            return sr.gd, [f"{label}: {f}" for f in flags]
         gd = signal_to_gd(
             dataclasses.replace(ss, images=data, flags=[]),
             field_strength_t=field_strength_t,
