@@ -83,7 +83,8 @@ BASIS_STEPS = (0.5, 0.125)
 #: 211 basal 0.19 / 0.10 px, philips 512 mid 0.26 / 0.14 px, philips 512 basal 0.23 / 0.27 px.
 #: Noise-free held-out exams (``benchmarks/bench_quant_noisefree.py``, seeds 201-513): 47 of 52
 #: within the limits before, 50 with up to 6 more rounds, **51** with up to 12 (normal 309
-#: passes at 3.2%; no_aif 213 misses, 7.0%). The 65 noisy runs of
+#: passes at 3.2%; no_aif 213 misses, 7.0%: its pool AIF's coil shading, 4.7% since stop 35's
+#: ``pipeline.aif.AIF_POOL_COIL_CORRECTION``). The 65 noisy runs of
 #: ``benchmarks/bench_accuracy.py``: 64 meeting every target before, with 6 and with 12; summed
 #: condition error 566.1%, 565.9%, 566.1%. Measured and not adopted: a 0.02 px tolerance (51 of
 #: 52 noise-free; noisy 63 runs, 567.6%); moving each phase image's frames by its alignment
