@@ -160,3 +160,24 @@ def test_pool_aif_coil_correction_holds_for_a_hand_drawn_region(no_aif_213_run, 
     monkeypatch.setattr(pa, "AIF_POOL_COIL_CORRECTION", False)
     plain, _ = manual()
     assert (plain - auto).max() > 0.03 * auto.max()
+
+
+def test_a_failing_coil_correction_leaves_the_uncorrected_pool_aif(no_aif_213_run, monkeypatch):
+    """The coil correction is optional: when it raises, the condition keeps its blood-pool AIF
+    (uncorrected, without the correction's note) instead of losing it."""
+    import qperf_viewer.pipeline.aif as pa
+    import qperf_viewer.quant.coil as qc
+
+    res, _, _ = no_aif_213_run
+    cr = res.conditions["rest"]
+    options = res.options
+    corrected, cflags = pa.aif_from_slices(cr.slices, res.exam.field_strength_t, options)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(qc, "undo_coil_motion", broken)
+    plain, flags = pa.aif_from_slices(cr.slices, res.exam.field_strength_t, options)
+    assert plain is not None and not any("coil shading" in f for f in flags), flags
+    assert any("coil shading" in f for f in cflags)
+    assert np.abs(np.asarray(plain.values) - np.asarray(corrected.values)).max() > 0.01

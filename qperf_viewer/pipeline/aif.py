@@ -12,7 +12,6 @@ kinetic fit interpolates them to each slice's times.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -167,8 +166,8 @@ def _pool_gd(
     label): converted again from the signal with the coil shading that breathing moved across
     the pool undone (:data:`AIF_POOL_COIL_CORRECTION`), else its own Gd; and a note (starting
     with ``label``) when corrected."""
+    from qperf_viewer.pipeline.slices import convert_gd
     from qperf_viewer.quant.coil import undo_coil_motion
-    from qperf_viewer.quant.gd import signal_to_gd
 
     opt = options or QuantOptions()
     ss = sr.series
@@ -189,14 +188,11 @@ def _pool_gd(
         )
         if fit is None or not fit.applied:
             return sr.gd, [f"{label}: {f}" for f in flags]
-        gd = signal_to_gd(
-            dataclasses.replace(ss, images=data, flags=[]),
-            field_strength_t=field_strength_t,
-            r1=opt.r1_l_per_mmol_s,
-            default_ts_ms=opt.default_ts_ms,
-        ).gd_mmol_l
-    except (InputError, ValueError, np.linalg.LinAlgError) as exc:
-        log.warning("LV pool coil correction skipped: %s", getattr(exc, "message", exc))
+        gd = convert_gd(ss, data, None, field_strength_t, opt).gd_mmol_l
+        if gd is None or gd.shape != sr.gd.shape:
+            return sr.gd, []
+    except Exception:  # noqa: BLE001 - an optional correction never costs the AIF
+        log.warning("%s: coil correction skipped", label, exc_info=True)
         return sr.gd, []
     g = 100.0 * float(np.hypot(*fit.gradient))
     return gd, [f"{label}: coil shading under breathing undone ({g:.2f}%/px)"]

@@ -165,23 +165,29 @@ def _segment(
         return as_segmentation(out, ss.geometry)
 
 
-def _convert_gd(ss, corrected, seg, exam, clock, options):
-    """Gd conversion of a motion-corrected slice (:func:`qperf_viewer.quant.gd.signal_to_gd`;
-    without PD frames the segmentation gives the tissue classes of the assumed T1)."""
+def convert_gd(ss, corrected, labels, field_strength_t, options):
+    """Gd conversion of a slice's motion-corrected (T, Y, X) signal ``corrected``
+    (:func:`qperf_viewer.quant.gd.signal_to_gd` with the :class:`QuantOptions`; without PD
+    frames the (Y, X) ``labels`` give the tissue classes of the assumed T1)."""
     from qperf_viewer.quant.gd import signal_to_gd
 
+    cs = dataclasses.replace(ss, images=corrected, flags=[])
+    tissue = labels if not ss.pd_frames else None
+    opt = options or QuantOptions()
+    return signal_to_gd(
+        cs,
+        field_strength_t=field_strength_t,
+        tissue=tissue,
+        r1=opt.r1_l_per_mmol_s,
+        default_ts_ms=opt.default_ts_ms,
+        already_gd=opt.already_gd,
+    )
+
+
+def _convert_gd(ss, corrected, seg, exam, clock, options):
+    """:func:`convert_gd` of a slice, timed as the 'gd' stage."""
     with clock("gd"):
-        cs = dataclasses.replace(ss, images=corrected, flags=[])
-        tissue = seg.labels if not ss.pd_frames else None
-        opt = options or QuantOptions()
-        return signal_to_gd(
-            cs,
-            field_strength_t=exam.field_strength_t,
-            tissue=tissue,
-            r1=opt.r1_l_per_mmol_s,
-            default_ts_ms=opt.default_ts_ms,
-            already_gd=opt.already_gd,
-        )
+        return convert_gd(ss, corrected, seg.labels, exam.field_strength_t, options)
 
 
 #: Segmentation flag of a slice whose heart the model could not locate on its own.
